@@ -1,0 +1,17 @@
+//! twoview-model: the MoCo v3 Vision Transformer on libtorch (through tch), with its heads,
+//! loss, schedules, optimizers and checkpoints. Tensors in, tensors out: this crate never reads
+//! shards.
+//!
+//! Binaries call [`device::init`] first: it loads libtorch's CUDA library, which the linker
+//! drops (`--as-needed`), so one binary serves CPU-only and GPU machines.
+//!
+//! ```
+//! let device = twoview_model::device::init("cpu").unwrap();
+//! let x = tch::Tensor::ones([2, 3], (tch::Kind::Float, device));
+//! assert_eq!(x.sum(tch::Kind::Float).double_value(&[]), 6.0);
+//! ```
+
+pub mod device;
+mod error;
+
+pub use error::Error;

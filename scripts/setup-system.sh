@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages the build needs when they are missing (Debian, as root), and does
+# nothing when they are all there. Needed: a C++ compiler (torch-sys compiles libtorch's C API
+# wrapper) and python3 with venv support.
+set -euo pipefail
+missing=()
+command -v c++ >/dev/null || missing+=(g++)
+command -v python3 >/dev/null || missing+=(python3)
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  missing+=(python3-venv)
+fi
+((${#missing[@]} == 0)) && exit 0
+echo "setup-system: installing ${missing[*]} with apt-get"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup-system: not root; run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

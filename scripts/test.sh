@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run): set-up if needed, then format, lints, the
+# invariant that the pipeline never links libtorch, and every test of the workspace.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+scripts/setup-system.sh
+scripts/setup-venv.sh
+. scripts/env.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "invariant: twoview-pipeline does not depend on libtorch"
+if cargo tree --locked -p twoview-pipeline -e normal,build --prefix none | grep -E '^(tch|torch-sys) '; then
+  echo "twoview-pipeline depends on libtorch (see above); it must stay usable without it" >&2
+  exit 1
+fi
+echo ok
+
+step "cargo test --workspace"
+cargo test --workspace --locked
