@@ -1,3 +1,5 @@
 //! One integration-test binary for the whole workspace, one module per theme.
 
+mod augment_fidelity;
 mod handoff;
+mod support;

@@ -1,0 +1,144 @@
+//! Two-view augmentation: ops callable one at a time, recipes as data, and an [`Augmenter`] that
+//! writes both views of a sample straight into caller-provided buffers.
+//!
+//! Every op mirrors the function the reference loader calls (torchvision on PIL images, PIL's
+//! own filters); `docs/augment.md` lists each op with its source and tested tolerance. An op
+//! draws its parameters from the view's [`Rng`] (`sample`) and applies them separately, so the
+//! drawn values can be logged ([`ViewLog`]) and the arithmetic tested against the reference on
+//! identical parameters.
+
+mod blur;
+mod color;
+mod crop;
+mod flip;
+pub mod preview;
+mod recipe;
+mod solarize;
+
+pub use blur::{BlurMethod, GaussianBlur, pil_gaussian_blur, true_gaussian_blur};
+pub use color::{
+    ColorJitter, JitterParams, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
+    grayscale, luma,
+};
+pub use crop::{CropBox, CropResizer, RandomResizedCrop};
+pub use flip::hflip;
+pub use recipe::{MAX_STEPS, Op, Recipe, Step, ViewRecipe};
+pub use solarize::solarize;
+
+use crate::rng::{Rng, StreamKey};
+use crate::{Error, RgbMut, RgbRef};
+
+/// What one step of a view did, with the parameters it drew.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum Drawn {
+    /// The step's coin came up tails.
+    Skipped,
+    /// Colour jitter with its factors and order.
+    ColorJitter(JitterParams),
+    /// Converted to 3-channel grayscale.
+    Grayscale,
+    /// Blurred with this sigma.
+    GaussianBlur {
+        /// Standard deviation in pixels.
+        sigma: f32,
+    },
+    /// Solarized at this threshold.
+    Solarize {
+        /// Bytes at or above it were inverted.
+        threshold: u8,
+    },
+    /// Mirrored left-right.
+    HorizontalFlip,
+}
+
+/// Everything a view drew: its crop box and one entry per recipe step (the rest `None`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct ViewLog {
+    /// The crop, in source pixels.
+    pub crop: CropBox,
+    /// Per step of the view's recipe, in order.
+    pub steps: [Option<Drawn>; MAX_STEPS],
+}
+
+/// A worker's reusable state: the resizer and the blur's scratch. Make one per thread; after the
+/// first sample of a given size it allocates nothing.
+#[derive(Default)]
+pub struct Augmenter {
+    resizer: CropResizer,
+    scratch: Vec<u8>,
+}
+
+impl Augmenter {
+    /// A fresh worker state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One view: crop+resize `src` into `out` (whose size is the output size), then the steps.
+    pub fn view(
+        &mut self,
+        recipe: &ViewRecipe,
+        src: RgbRef<'_>,
+        rng: &mut Rng,
+        out: &mut RgbMut<'_>,
+    ) -> Result<ViewLog, Error> {
+        let crop = recipe.crop.sample(src.width(), src.height(), rng);
+        self.resizer.crop_resize(src, crop, out)?;
+        let mut steps = [None; MAX_STEPS];
+        for (slot, step) in steps.iter_mut().zip(&recipe.steps) {
+            *slot = Some(if rng.bernoulli(step.p) {
+                self.apply(&step.op, rng, out)
+            } else {
+                Drawn::Skipped
+            });
+        }
+        Ok(ViewLog { crop, steps })
+    }
+
+    fn apply(&mut self, op: &Op, rng: &mut Rng, img: &mut RgbMut<'_>) -> Drawn {
+        match op {
+            Op::ColorJitter(j) => {
+                let params = j.sample(rng);
+                params.apply(img);
+                Drawn::ColorJitter(params)
+            }
+            Op::Grayscale => {
+                grayscale(img);
+                Drawn::Grayscale
+            }
+            Op::GaussianBlur(b) => {
+                let sigma = b.sample(rng);
+                b.apply(img, sigma, &mut self.scratch);
+                Drawn::GaussianBlur { sigma }
+            }
+            Op::Solarize { threshold } => {
+                solarize(img, *threshold);
+                Drawn::Solarize { threshold: *threshold }
+            }
+            Op::HorizontalFlip => {
+                hflip(img);
+                Drawn::HorizontalFlip
+            }
+        }
+    }
+
+    /// Both views of sample `sample` in `epoch`: view 1 into `out1`, view 2 into `out2` (e.g. two
+    /// slots of a batch buffer), each from its own stream keyed on (seed, epoch, sample, view).
+    /// The same arguments give the same bytes on any thread.
+    pub fn two_views(
+        &mut self,
+        recipe: &Recipe,
+        src: RgbRef<'_>,
+        (seed, epoch, sample): (u64, u64, u64),
+        out1: &mut RgbMut<'_>,
+        out2: &mut RgbMut<'_>,
+    ) -> Result<[ViewLog; 2], Error> {
+        let key = |view| StreamKey { seed, epoch, sample, view };
+        let log1 = self.view(&recipe.view1, src, &mut Rng::for_stream(key(0)), out1)?;
+        let log2 = self.view(&recipe.view2, src, &mut Rng::for_stream(key(1)), out2)?;
+        Ok([log1, log2])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+use super::*;
+use crate::RgbImage;
+use crate::rng::Rng;
+
+fn gradient(w: u32, h: u32) -> RgbImage {
+    let data = (0..h)
+        .flat_map(|y| {
+            (0..w).flat_map(move |x| {
+                [(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 256) as u8]
+            })
+        })
+        .collect();
+    RgbImage::try_from_vec(data, w, h).unwrap()
+}
+
+#[test]
+fn crop_boxes_stay_inside_the_image_for_any_shape() {
+    let mut rng = Rng::from_seed(9);
+    for (w, h) in [(1, 1), (2, 500), (500, 2), (256, 341), (341, 256), (17, 19), (4000, 3000)] {
+        for crop in [RandomResizedCrop::with_crop_min(0.08), RandomResizedCrop::with_crop_min(0.9)]
+        {
+            for _ in 0..300 {
+                let b = crop.sample(w, h, &mut rng);
+                assert!(b.width >= 1 && b.height >= 1, "{b:?} in {w}x{h}");
+                assert!(b.left + b.width <= w && b.top + b.height <= h, "{b:?} in {w}x{h}");
+            }
+        }
+    }
+}
+
+#[test]
+fn crop_fallback_is_centred_and_ratio_limited() {
+    // A 1000x10 strip: no try can fit, so the fallback takes the centred 4:3 box of full height.
+    let crop = RandomResizedCrop::with_crop_min(0.5);
+    let b = crop.sample(1000, 10, &mut Rng::from_seed(1));
+    assert_eq!(b, CropBox { top: 0, left: (1000 - 13) / 2, height: 10, width: 13 });
+}
+
+#[test]
+fn views_have_the_output_size_and_same_key_gives_same_bytes() {
+    let src = gradient(300, 200);
+    let recipe = Recipe::mocov3_vit();
+    let mut aug = Augmenter::new();
+    let run = |aug: &mut Augmenter, sample| {
+        let (mut a, mut b) = (RgbImage::new(64, 48), RgbImage::new(64, 48));
+        aug.two_views(&recipe, src.view(), (5, 2, sample), &mut a.view_mut(), &mut b.view_mut())
+            .unwrap();
+        (a, b)
+    };
+    let first = run(&mut aug, 3);
+    assert_eq!(first, run(&mut aug, 3));
+    assert_eq!(first, run(&mut Augmenter::new(), 3));
+    assert_ne!(first.0, first.1, "the two views of a sample differ");
+    assert_ne!(first, run(&mut aug, 4), "samples differ");
+}
+
+#[test]
+fn same_bytes_whatever_the_thread_count() {
+    use rayon::prelude::*;
+    let src = gradient(320, 240);
+    let recipe = Recipe::mocov3_vit();
+    let make = |threads: usize| -> Vec<u8> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let n = 48;
+        let view = 32 * 32 * 3;
+        let mut batch = vec![0u8; n * 2 * view];
+        pool.install(|| {
+            batch.par_chunks_mut(2 * view).enumerate().for_each_init(
+                Augmenter::new,
+                |aug, (i, slot)| {
+                    let (a, b) = slot.split_at_mut(view);
+                    let mut a = crate::RgbMut::try_new(a, 32, 32).unwrap();
+                    let mut b = crate::RgbMut::try_new(b, 32, 32).unwrap();
+                    aug.two_views(&recipe, src.view(), (11, 1, i as u64), &mut a, &mut b).unwrap();
+                },
+            )
+        });
+        batch
+    };
+    let one = make(1);
+    assert_eq!(one, make(2));
+    assert_eq!(one, make(3));
+}
+
+#[test]
+fn flip_twice_is_identity_and_grayscale_is_equal_channels() {
+    let src = gradient(37, 23);
+    let mut img = src.clone();
+    hflip(&mut img.view_mut());
+    assert_ne!(img, src);
+    assert_eq!(&img.data[0..3], &src.data[36 * 3..37 * 3]);
+    hflip(&mut img.view_mut());
+    assert_eq!(img, src);
+    grayscale(&mut img.view_mut());
+    assert!(img.data.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+}
+
+#[test]
+fn blurs_keep_a_flat_image_flat_and_smooth_an_edge() {
+    for kind in [BlurMethod::PilBox, BlurMethod::Gaussian] {
+        let blur = GaussianBlur { sigma: (2.0, 2.0), method: kind };
+        let mut scratch = Vec::new();
+        let mut flat = RgbImage::try_from_vec(vec![77; 20 * 10 * 3], 20, 10).unwrap();
+        blur.apply(&mut flat.view_mut(), 2.0, &mut scratch);
+        assert!(flat.data.iter().all(|&v| v == 77), "{kind:?}");
+        // A vertical step edge: after blurring, values near the edge lie strictly between.
+        let data =
+            (0..10).flat_map(|_| (0..20).flat_map(|x| [if x < 10 { 0 } else { 200 }; 3])).collect();
+        let mut edge = RgbImage::try_from_vec(data, 20, 10).unwrap();
+        blur.apply(&mut edge.view_mut(), 2.0, &mut scratch);
+        let at = |x: usize| edge.data[(5 * 20 + x) * 3];
+        assert!(at(9) > 0 && at(9) < 200 && at(10) > 0 && at(10) < 200, "{kind:?}");
+        assert!(at(0) < 5 && at(19) > 195, "{kind:?}: far from the edge stays put");
+        assert!((0..19).all(|x| at(x) <= at(x + 1)), "{kind:?}: monotone");
+    }
+}
+
+#[test]
+fn presets_validate_and_round_trip_through_toml() {
+    for name in Recipe::PRESETS {
+        let r = Recipe::preset(name).unwrap();
+        r.validate().unwrap();
+        let text = r.to_toml();
+        assert_eq!(Recipe::from_toml(&text, name).unwrap(), r, "{text}");
+    }
+    // The asymmetry of the reference shows in the data.
+    let r = Recipe::mocov3_vit();
+    let p_of = |v: &ViewRecipe, f: fn(&Op) -> bool| v.steps.iter().find(|s| f(&s.op)).map(|s| s.p);
+    let blur = |op: &Op| matches!(op, Op::GaussianBlur(_));
+    let sol = |op: &Op| matches!(op, Op::Solarize { .. });
+    assert_eq!((p_of(&r.view1, blur), p_of(&r.view2, blur)), (Some(1.0), Some(0.1)));
+    assert_eq!((p_of(&r.view1, sol), p_of(&r.view2, sol)), (None, Some(0.2)));
+}
+
+#[test]
+fn bad_recipes_name_the_field() {
+    let mut r = Recipe::mocov3_vit();
+    r.view2.steps[1].p = 1.5;
+    let e = r.validate().unwrap_err().to_string();
+    assert!(e.contains("view2.steps[1].p"), "{e}");
+    let text = Recipe::mocov3_vit().to_toml().replace("hue = 0.1", "hue = 0.1\ntint = 3");
+    let e = Recipe::from_toml(&text, "my.toml").unwrap_err().to_string();
+    assert!(e.contains("my.toml") && e.contains("tint"), "{e}");
+    let e = Recipe::preset("mocov4").unwrap_err().to_string();
+    assert!(e.contains("mocov4") && e.contains("mocov3_vit"), "{e}");
+}
+
+#[test]
+fn random_apply_rates_match_the_recipe() {
+    // Over many samples, each step of mocov3_vit fires at its p (5 binomial sds).
+    let src = gradient(64, 64);
+    let recipe = Recipe::mocov3_vit();
+    let mut aug = Augmenter::new();
+    let n = 4000;
+    let mut fired = [[0usize; MAX_STEPS]; 2];
+    let (mut a, mut b) = (RgbImage::new(8, 8), RgbImage::new(8, 8));
+    for i in 0..n {
+        let logs = aug
+            .two_views(&recipe, src.view(), (1, 0, i), &mut a.view_mut(), &mut b.view_mut())
+            .unwrap();
+        for (v, log) in logs.iter().enumerate() {
+            for (s, d) in log.steps.iter().enumerate() {
+                if matches!(d, Some(d) if *d != Drawn::Skipped) {
+                    fired[v][s] += 1;
+                }
+            }
+        }
+    }
+    for (v, view) in [&recipe.view1, &recipe.view2].iter().enumerate() {
+        for (s, step) in view.steps.iter().enumerate() {
+            let expect = n as f64 * step.p;
+            let sd = (n as f64 * step.p * (1.0 - step.p)).sqrt().max(0.5);
+            assert!(
+                (fired[v][s] as f64 - expect).abs() <= 5.0 * sd,
+                "view {v} step {s}: {} vs {expect}",
+                fired[v][s]
+            );
+        }
+    }
+}

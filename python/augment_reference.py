@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Reference outputs for twoview's augmentation ops, from torchvision 0.26 on PIL images (the
+path the moco-v3 reference loader takes) and PIL's own filters.
+
+Run by the Rust test `tests/integration/augment_fidelity.rs` in the project venv:
+
+  ops   --images A.JPEG B.JPEG ... --out DIR
+        Decodes each image with PIL, writes it raw (DIR/src-K.rgb) so both sides start from the
+        same pixels, applies every op case with fixed parameters, writes each result raw and
+        DIR/cases.json describing them.
+  crops --width W --height H --scale LO HI --n N --out FILE
+        N boxes (top, left, height, width) from torchvision's RandomResizedCrop.get_params.
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+import torchvision
+import torchvision.transforms as T
+import torchvision.transforms.functional as F
+from PIL import Image, ImageFilter, ImageOps
+
+assert torchvision.__version__.startswith("0.26"), torchvision.__version__
+
+
+def f32(x):
+    """torchvision draws its factors as float32 tensors; pass the same values."""
+    return float(np.float32(x))
+
+
+def cases():
+    yield "crop_resize", {"top": 10, "left": 20, "height": 150, "width": 180, "out_w": 224, "out_h": 224}
+    yield "crop_resize", {"top": 0, "left": 0, "height": 224, "width": 224, "out_w": 96, "out_h": 96}
+    yield "crop_resize", {"top": 50, "left": 60, "height": 40, "width": 30, "out_w": 160, "out_h": 128}
+    yield "crop_resize", {"top": 3, "left": 1, "height": 200, "width": 97, "out_w": 224, "out_h": 224}
+    yield "hflip", {}
+    for f in (0.6, 1.0, 1.37):
+        yield "brightness", {"factor": f32(f)}
+    for f in (0.6, 1.25, 1.4):
+        yield "contrast", {"factor": f32(f)}
+    for f in (0.0, 0.8, 1.2):
+        yield "saturation", {"factor": f32(f)}
+    for f in (-0.1, -0.03, 0.0, 0.05, 0.1, 0.5):
+        yield "hue", {"factor": f32(f)}
+    yield "grayscale", {}
+    for s in (0.1, 0.5, 1.0, 1.3, 2.0):
+        yield "blur", {"sigma": f32(s)}
+    yield "solarize", {"threshold": 128}
+    # The four jitter ops composed in one drawn order, as ColorJitter.forward applies them.
+    yield "jitter", {"order": [2, 0, 3, 1], "brightness": f32(1.2), "contrast": f32(0.7),
+                     "saturation": f32(1.1), "hue": f32(0.05)}
+
+
+def apply(img, op, p):
+    if op == "crop_resize":
+        return F.resized_crop(img, p["top"], p["left"], p["height"], p["width"], [p["out_h"], p["out_w"]],
+                              interpolation=T.InterpolationMode.BILINEAR, antialias=True)
+    if op == "hflip":
+        return F.hflip(img)
+    if op == "brightness":
+        return F.adjust_brightness(img, p["factor"])
+    if op == "contrast":
+        return F.adjust_contrast(img, p["factor"])
+    if op == "saturation":
+        return F.adjust_saturation(img, p["factor"])
+    if op == "hue":
+        return F.adjust_hue(img, p["factor"])
+    if op == "grayscale":
+        return F.rgb_to_grayscale(img, num_output_channels=3)
+    if op == "blur":  # moco-v3 loader.GaussianBlur
+        return img.filter(ImageFilter.GaussianBlur(radius=p["sigma"]))
+    if op == "solarize":  # moco-v3 loader.Solarize
+        return ImageOps.solarize(img, threshold=p["threshold"])
+    if op == "jitter":
+        fns = [lambda x: F.adjust_brightness(x, p["brightness"]), lambda x: F.adjust_contrast(x, p["contrast"]),
+               lambda x: F.adjust_saturation(x, p["saturation"]), lambda x: F.adjust_hue(x, p["hue"])]
+        for i in p["order"]:
+            img = fns[i](img)
+        return img
+    raise ValueError(op)
+
+
+def write_rgb(img, path):
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    arr.tofile(path)
+    return arr.shape[1], arr.shape[0]
+
+
+def cmd_ops(args):
+    os.makedirs(args.out, exist_ok=True)
+    out = []
+    for k, path in enumerate(args.images):
+        img = Image.open(path).convert("RGB")
+        w, h = write_rgb(img, os.path.join(args.out, f"src-{k}.rgb"))
+        for n, (op, p) in enumerate(cases()):
+            res = apply(img, op, p)
+            name = f"out-{k}-{n}.rgb"
+            ow, oh = write_rgb(res, os.path.join(args.out, name))
+            out.append({"image": k, "src": f"src-{k}.rgb", "src_w": w, "src_h": h, "op": op, "params": p,
+                        "out": name, "out_w": ow, "out_h": oh})
+    with open(os.path.join(args.out, "cases.json"), "w") as f:
+        json.dump(out, f, indent=1)
+
+
+def cmd_crops(args):
+    torch.manual_seed(args.seed)
+    img = torch.empty(3, args.height, args.width)
+    boxes = [T.RandomResizedCrop.get_params(img, tuple(args.scale), (3 / 4, 4 / 3)) for _ in range(args.n)]
+    with open(args.out, "w") as f:
+        json.dump(boxes, f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("ops")
+    a.add_argument("--images", nargs="+", required=True)
+    a.add_argument("--out", required=True)
+    b = sub.add_parser("crops")
+    b.add_argument("--width", type=int, required=True)
+    b.add_argument("--height", type=int, required=True)
+    b.add_argument("--scale", type=float, nargs=2, required=True)
+    b.add_argument("--n", type=int, default=20000)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", required=True)
+    args = ap.parse_args()
+    {"ops": cmd_ops, "crops": cmd_crops}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

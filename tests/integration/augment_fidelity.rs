@@ -1,0 +1,213 @@
+//! The augmentation ops against the real thing: torchvision 0.26 on PIL images and PIL's own
+//! filters (python/augment_reference.py), on real imagenette224 photos, with the same
+//! parameters. Tolerances per op are stated in `TOLERANCES` and in docs/augment.md.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use serde::Deserialize;
+use twoview_pipeline::augment::{
+    self, BlurMethod, CropBox, CropResizer, GaussianBlur, JitterParams, RandomResizedCrop,
+};
+use twoview_pipeline::rng::Rng;
+use twoview_pipeline::{RgbImage, RgbMut};
+
+use crate::support;
+
+/// (op, max mean |diff| over an image, max |diff| of any byte), in levels of 255.
+const TOLERANCES: &[(&str, f64, u8)] = &[
+    // fast_image_resize vs PIL bilinear: fixed-point rounding differs by one level in places.
+    ("crop_resize", 0.3, 1),
+    ("hflip", 0.0, 0),
+    ("brightness", 0.0, 0),
+    ("contrast", 0.0, 0),
+    ("saturation", 0.0, 0),
+    ("hue", 0.0, 0),
+    ("grayscale", 0.0, 0),
+    ("blur", 0.0, 0),
+    ("solarize", 0.0, 0),
+    ("jitter", 0.0, 0),
+];
+
+#[derive(Deserialize)]
+struct Case {
+    src: String,
+    src_w: u32,
+    src_h: u32,
+    op: String,
+    params: serde_json::Value,
+    out: String,
+    out_w: u32,
+    out_h: u32,
+}
+
+fn read_rgb(dir: &Path, name: &str, w: u32, h: u32) -> RgbImage {
+    RgbImage::try_from_vec(std::fs::read(dir.join(name)).unwrap(), w, h).unwrap()
+}
+
+fn f(p: &serde_json::Value, key: &str) -> f32 {
+    p[key].as_f64().unwrap_or_else(|| panic!("param {key} in {p}")) as f32
+}
+
+fn u(p: &serde_json::Value, key: &str) -> u32 {
+    p[key].as_u64().unwrap_or_else(|| panic!("param {key} in {p}")) as u32
+}
+
+/// Our op on `src` with the case's parameters.
+fn ours(case: &Case, src: &RgbImage) -> RgbImage {
+    let p = &case.params;
+    if case.op == "crop_resize" {
+        let crop = CropBox {
+            top: u(p, "top"),
+            left: u(p, "left"),
+            height: u(p, "height"),
+            width: u(p, "width"),
+        };
+        let mut out = RgbImage::new(u(p, "out_w"), u(p, "out_h"));
+        CropResizer::new().crop_resize(src.view(), crop, &mut out.view_mut()).unwrap();
+        return out;
+    }
+    let mut img = src.clone();
+    let v: &mut RgbMut<'_> = &mut img.view_mut();
+    match case.op.as_str() {
+        "hflip" => augment::hflip(v),
+        "brightness" => augment::adjust_brightness(v, f(p, "factor")),
+        "contrast" => augment::adjust_contrast(v, f(p, "factor")),
+        "saturation" => augment::adjust_saturation(v, f(p, "factor")),
+        "hue" => augment::adjust_hue(v, f(p, "factor")),
+        "grayscale" => augment::grayscale(v),
+        "blur" => {
+            let blur = GaussianBlur { sigma: (0.1, 2.0), method: BlurMethod::PilBox };
+            blur.apply(v, f(p, "sigma"), &mut Vec::new())
+        }
+        "solarize" => augment::solarize(v, u(p, "threshold") as u8),
+        "jitter" => {
+            let order: Vec<u8> =
+                p["order"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
+            JitterParams {
+                order: order.try_into().unwrap(),
+                brightness: Some(f(p, "brightness")),
+                contrast: Some(f(p, "contrast")),
+                saturation: Some(f(p, "saturation")),
+                hue: Some(f(p, "hue")),
+            }
+            .apply(v)
+        }
+        other => panic!("unknown op {other}"),
+    }
+    img
+}
+
+#[test]
+fn every_op_matches_torchvision_and_pil_on_real_photos() {
+    let Some(root) = support::imagenette() else { return };
+    let images = support::imagenette_sample(&root, 10, 1);
+    let dir = support::scratch_dir("augment_reference");
+    let mut args: Vec<&OsStr> =
+        vec!["ops".as_ref(), "--out".as_ref(), dir.as_os_str(), "--images".as_ref()];
+    args.extend(images.iter().map(|p| p.as_os_str()));
+    let Some(()) = support::venv_python("augment_reference.py", &args) else { return };
+
+    let cases: Vec<Case> =
+        serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
+    assert!(cases.len() >= 10 * 20, "{} cases", cases.len());
+    // Worst (mean, max) per op over all images and parameters.
+    let mut worst: BTreeMap<String, (f64, u8, String)> = BTreeMap::new();
+    for case in &cases {
+        let src = read_rgb(&dir, &case.src, case.src_w, case.src_h);
+        let want = read_rgb(&dir, &case.out, case.out_w, case.out_h);
+        let got = ours(case, &src);
+        assert_eq!(
+            (got.width, got.height),
+            (want.width, want.height),
+            "{} {}",
+            case.op,
+            case.params
+        );
+        let diffs = got.data.iter().zip(&want.data).map(|(a, b)| a.abs_diff(*b));
+        let (sum, max) = diffs.fold((0u64, 0u8), |(s, m), d| (s + u64::from(d), m.max(d)));
+        let mean = sum as f64 / got.data.len() as f64;
+        let w = worst.entry(case.op.clone()).or_insert((0.0, 0, String::new()));
+        if mean > w.0 || max > w.1 {
+            *w = (w.0.max(mean), w.1.max(max), format!("{} on {}", case.params, case.src));
+        }
+    }
+    let mut failures = Vec::new();
+    for (op, (mean, max, at)) in &worst {
+        let &(_, tol_mean, tol_max) =
+            TOLERANCES.iter().find(|t| t.0 == op).expect("a tolerance per op");
+        eprintln!(
+            "{op:12} worst mean |diff| {mean:.4}, worst max |diff| {max}  (tolerance {tol_mean}, {tol_max})"
+        );
+        if *mean > tol_mean || *max > tol_max {
+            failures.push(format!("{op}: mean {mean:.4} max {max} (worst at {at})"));
+        }
+    }
+    assert_eq!(worst.len(), TOLERANCES.len(), "every op was exercised");
+    assert!(failures.is_empty(), "outside tolerance:\n{}", failures.join("\n"));
+}
+
+/// Two-sample Kolmogorov–Smirnov statistic.
+fn ks(mut a: Vec<f64>, mut b: Vec<f64>) -> f64 {
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (mut i, mut j, mut d) = (0, 0, 0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+#[test]
+fn crop_sampler_distributions_match_torchvision() {
+    let n = 20_000usize;
+    let dir = support::scratch_dir("crop_sampler");
+    // A landscape photo, a strip where most tries fail (fallback), a square with crop_min 0.2.
+    for (w, h, lo) in [(341u32, 256u32, 0.08f64), (500, 100, 0.08), (224, 224, 0.2)] {
+        let out = dir.join(format!("{w}x{h}.json"));
+        let (ws, hs, los) = (w.to_string(), h.to_string(), lo.to_string());
+        let fixed = [
+            "crops", "--width", &ws, "--height", &hs, "--scale", &los, "1.0", "--n", "20000",
+            "--out",
+        ];
+        let args: Vec<&OsStr> = fixed.iter().map(OsStr::new).chain([out.as_os_str()]).collect();
+        let Some(()) = support::venv_python("augment_reference.py", &args) else { return };
+        let theirs: Vec<[u32; 4]> = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let crop = RandomResizedCrop::with_crop_min(lo);
+        let mut rng = Rng::from_seed(42);
+        let mine: Vec<[u32; 4]> = (0..n)
+            .map(|_| {
+                let b = crop.sample(w, h, &mut rng);
+                [b.top, b.left, b.height, b.width]
+            })
+            .collect();
+        let area =
+            |v: &[[u32; 4]]| v.iter().map(|b| f64::from(b[2] * b[3]) / f64::from(w * h)).collect();
+        let log_ratio =
+            |v: &[[u32; 4]]| v.iter().map(|b| (f64::from(b[3]) / f64::from(b[2])).ln()).collect();
+        let centre_x = |v: &[[u32; 4]]| {
+            v.iter().map(|b| f64::from(2 * b[1] + b[3]) / f64::from(2 * w)).collect()
+        };
+        // KS critical value at alpha = 0.001 for two samples of n: 1.949 * sqrt(2/n).
+        let crit = 1.949 * (2.0 / n as f64).sqrt();
+        for (what, d) in [
+            ("area fraction", ks(area(&mine), area(&theirs))),
+            ("log aspect ratio", ks(log_ratio(&mine), log_ratio(&theirs))),
+            ("crop centre x", ks(centre_x(&mine), centre_x(&theirs))),
+        ] {
+            eprintln!("{w}x{h} scale ({lo}, 1): KS D for {what} = {d:.4} (critical {crit:.4})");
+            assert!(
+                d < crit,
+                "{w}x{h} scale ({lo}, 1): {what} differs from torchvision: D = {d:.4}"
+            );
+        }
+    }
+}
