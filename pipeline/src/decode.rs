@@ -20,3 +20,44 @@ pub fn open_rgb(path: &Path) -> Result<RgbImage, Error> {
         std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
     decode_rgb(&bytes, &path.display().to_string())
 }
+
+/// Image files (`.jpg`, `.jpeg`, `.png`, any case) under `paths`: files are taken as given,
+/// folders are walked recursively in sorted order. Stops after `limit` files.
+pub fn find_images(paths: &[std::path::PathBuf], limit: usize) -> Result<Vec<std::path::PathBuf>, Error> {
+    fn is_image(p: &Path) -> bool {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+    }
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>, limit: usize) -> Result<(), Error> {
+        let io = |source| Error::Io { path: dir.to_owned(), source };
+        let mut entries: Vec<_> =
+            std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
+        entries.sort();
+        for p in entries {
+            if out.len() >= limit {
+                break;
+            }
+            if p.is_dir() {
+                walk(&p, out, limit)?;
+            } else if is_image(&p) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if out.len() >= limit {
+            break;
+        }
+        if p.is_dir() {
+            walk(p, &mut out, limit)?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(Error::Io { path: p.clone(), source: std::io::ErrorKind::NotFound.into() });
+        }
+    }
+    Ok(out)
+}

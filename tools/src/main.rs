@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod augment_preview;
+mod bench;
 mod info;
 
 /// Self-supervised ViT pretraining (MoCo v3) from memory-mapped Arrow shards.
@@ -17,6 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a contact sheet of images and their two augmented views (PNG).
+    AugmentPreview(augment_preview::Args),
+    /// Throughput benchmarks (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::Command),
     /// Print the libtorch this binary runs against, its devices and thread counts.
     Info(info::Args),
 }
@@ -24,6 +31,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::AugmentPreview(args) => augment_preview::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(cmd) => bench::run(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Info(args) => info::run(&args),
     };
     match result {

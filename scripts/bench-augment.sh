@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Two-view augmentation throughput, twoview beside torchvision+PIL (moco-v3's TwoCropsTransform)
+# in the same run on the same images, one thread each. Usage: scripts/bench-augment.sh [IMAGES]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+images=${1:-$root/../shared/datasets/imagenette224/train}
+scripts/setup-venv.sh
+. scripts/env.sh
+cargo build --release --locked -p twoview-tools >/dev/null
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+ours=$(taskset -c 0 target/release/twoview bench augment "$images" --pairs 1000 | tee /dev/stderr | sed -n 's/^JSON //p')
+theirs=$(OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python python/bench_augment.py "$images" --pairs 300 | sed -n 's/^JSON //p')
+.venv/bin/python - "$ours" "$theirs" <<'PY'
+import json, sys
+o, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"\n| | twoview | torchvision+PIL | ratio |\n|---|---:|---:|---:|")
+print(f"| mocov3_vit pairs/s, 1 core | {o['pairs_per_s']:.0f} | {t['pairs_per_s_pil_only']:.0f} "
+      f"(+ToTensor/Normalize: {t['pairs_per_s_with_totensor_normalize']:.0f}) | "
+      f"{o['pairs_per_s'] / t['pairs_per_s_pil_only']:.1f}x |")
+for k, v in o["op_us"].items():
+    tv = t["op_us"][k]
+    print(f"| {k} (us per 224x224 view) | {v:.1f} | {tv:.1f} | {tv / v:.1f}x |")
+PY

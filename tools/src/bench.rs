@@ -1,0 +1,139 @@
+//! `twoview bench`: throughput figures for docs/benchmarks.md. Single-threaded unless said, so
+//! the numbers read "per core"; scripts/bench-augment.sh puts torchvision's beside them.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use twoview_pipeline::augment::{self, Augmenter, CropBox, CropResizer, GaussianBlur, Recipe};
+use twoview_pipeline::rng::Rng;
+use twoview_pipeline::{RgbImage, decode};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Two-view augmentation from decoded pixels: pairs/s on one core, and the cost of each op.
+    Augment(AugmentArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AugmentArgs {
+    /// Image files or folders (e.g. ../shared/datasets/imagenette224/train).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many source images to cycle through.
+    #[arg(long, default_value_t = 64)]
+    n_images: usize,
+    /// Sources are resized to this width x height first (ImageNet-like, short side 256).
+    #[arg(long, default_value_t = 341)]
+    src_width: u32,
+    #[arg(long, default_value_t = 256)]
+    src_height: u32,
+    /// Output view side.
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Pairs per timed run (five runs; the median is reported).
+    #[arg(long, default_value_t = 1000)]
+    pairs: usize,
+    /// A preset or a TOML recipe file.
+    #[arg(long, default_value = "mocov3_vit")]
+    recipe: String,
+}
+
+pub fn run(cmd: &Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Augment(args) => augment(args),
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Median over five runs of `f`'s seconds per call, `calls` calls per run.
+fn time_per_call(calls: usize, mut f: impl FnMut(usize)) -> f64 {
+    for i in 0..calls.min(20) {
+        f(i); // warm-up
+    }
+    median(
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                for i in 0..calls {
+                    f(i);
+                }
+                t.elapsed().as_secs_f64() / calls as f64
+            })
+            .collect(),
+    )
+}
+
+fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
+    let recipe = Recipe::preset_or_file(&args.recipe)?;
+    let paths = decode::find_images(&args.images, args.n_images)?;
+    anyhow::ensure!(!paths.is_empty(), "no images in {:?}", args.images);
+    let mut resizer = CropResizer::new();
+    let sources = paths
+        .iter()
+        .map(|p| {
+            let img = decode::open_rgb(p)?;
+            let mut src = RgbImage::new(args.src_width, args.src_height);
+            let whole = CropBox { top: 0, left: 0, height: img.height, width: img.width };
+            resizer.crop_resize(img.view(), whole, &mut src.view_mut())?;
+            Ok(src)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let n = sources.len();
+    println!(
+        "augment bench: recipe {}, {} sources at {}x{}, views {}x{}, 1 thread",
+        recipe.name, n, args.src_width, args.src_height, args.size, args.size
+    );
+
+    let mut aug = Augmenter::new();
+    let (mut v1, mut v2) = (RgbImage::new(args.size, args.size), RgbImage::new(args.size, args.size));
+    let pair_s = time_per_call(args.pairs, |i| {
+        let src = sources[i % n].view();
+        aug.two_views(&recipe, src, (0, 0, i as u64), &mut v1.view_mut(), &mut v2.view_mut()).unwrap();
+    });
+    println!("two_views/{}: {:.0} pairs/s ({:.1} us/pair)", recipe.name, 1.0 / pair_s, pair_s * 1e6);
+
+    // Per op, on one view-sized image (in place, so the cost of a copy is not counted).
+    let crop = augment::RandomResizedCrop::with_crop_min(0.08);
+    let mut rng = Rng::from_seed(1);
+    let boxes: Vec<CropBox> = (0..256).map(|_| crop.sample(args.src_width, args.src_height, &mut rng)).collect();
+    let mut view = RgbImage::new(args.size, args.size);
+    let mut resizer = CropResizer::new();
+    let calls = args.pairs;
+    let mut ops: Vec<(&str, f64)> = Vec::new();
+    ops.push((
+        "crop_resize",
+        time_per_call(calls, |i| {
+            resizer.crop_resize(sources[i % n].view(), boxes[i % boxes.len()], &mut view.view_mut()).unwrap()
+        }),
+    ));
+    let fresh = view.clone();
+    let mut per_op = |name, f: &mut dyn FnMut(&mut RgbImage, usize)| {
+        let mut img = fresh.clone();
+        ops.push((name, time_per_call(calls, |i| f(&mut img, i))));
+    };
+    per_op("hflip", &mut |img, _| augment::hflip(&mut img.view_mut()));
+    per_op("brightness", &mut |img, i| augment::adjust_brightness(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4));
+    per_op("contrast", &mut |img, i| augment::adjust_contrast(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4));
+    per_op("saturation", &mut |img, i| augment::adjust_saturation(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4));
+    per_op("hue", &mut |img, i| augment::adjust_hue(&mut img.view_mut(), if i % 2 == 0 { 0.05 } else { -0.05 }));
+    per_op("grayscale", &mut |img, _| augment::grayscale(&mut img.view_mut()));
+    let blur = GaussianBlur { sigma: (0.1, 2.0), method: augment::BlurMethod::PilBox };
+    let mut scratch = Vec::new();
+    per_op("blur", &mut |img, i| blur.apply(&mut img.view_mut(), 0.1 + (i % 20) as f32 * 0.1, &mut scratch));
+    per_op("solarize", &mut |img, _| augment::solarize(&mut img.view_mut(), 128));
+    for (name, s) in &ops {
+        println!("op/{name}: {:.1} us", s * 1e6);
+    }
+    // One JSON line for scripts/bench-augment.sh.
+    let fields: Vec<String> = ops.iter().map(|(k, s)| format!("\"{k}\": {:.3}", s * 1e6)).collect();
+    println!(
+        "JSON {{\"impl\": \"twoview\", \"pairs_per_s\": {:.1}, \"op_us\": {{{}}}}}",
+        1.0 / pair_s,
+        fields.join(", ")
+    );
+    Ok(())
+}
