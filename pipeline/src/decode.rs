@@ -23,7 +23,10 @@ pub fn open_rgb(path: &Path) -> Result<RgbImage, Error> {
 
 /// Image files (`.jpg`, `.jpeg`, `.png`, any case) under `paths`: files are taken as given,
 /// folders are walked recursively in sorted order. Stops after `limit` files.
-pub fn find_images(paths: &[std::path::PathBuf], limit: usize) -> Result<Vec<std::path::PathBuf>, Error> {
+pub fn find_images(
+    paths: &[std::path::PathBuf],
+    limit: usize,
+) -> Result<Vec<std::path::PathBuf>, Error> {
     fn is_image(p: &Path) -> bool {
         p.extension()
             .and_then(|e| e.to_str())
@@ -31,8 +34,11 @@ pub fn find_images(paths: &[std::path::PathBuf], limit: usize) -> Result<Vec<std
     }
     fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>, limit: usize) -> Result<(), Error> {
         let io = |source| Error::Io { path: dir.to_owned(), source };
-        let mut entries: Vec<_> =
-            std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
         entries.sort();
         for p in entries {
             if out.len() >= limit {

@@ -27,6 +27,7 @@ pub mod decode;
 mod error;
 mod image;
 pub mod rng;
+mod simd;
 
 pub use error::Error;
 pub use image::{RgbImage, RgbMut, RgbRef};

@@ -79,7 +79,7 @@ fn ours(case: &Case, src: &RgbImage) -> RgbImage {
         "grayscale" => augment::grayscale(v),
         "blur" => {
             let blur = GaussianBlur { sigma: (0.1, 2.0), method: BlurMethod::PilBox };
-            blur.apply(v, f(p, "sigma"), &mut Vec::new())
+            blur.apply(v, f(p, "sigma"), &mut Default::default())
         }
         "solarize" => augment::solarize(v, u(p, "threshold") as u8),
         "jitter" => {

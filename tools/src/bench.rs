@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use twoview_pipeline::augment::{self, Augmenter, CropBox, CropResizer, GaussianBlur, Recipe};
+use twoview_pipeline::augment::{
+    self, Augmenter, BlurScratch, CropBox, CropResizer, GaussianBlur, Recipe,
+};
 use twoview_pipeline::rng::Rng;
 use twoview_pipeline::{RgbImage, decode};
 
@@ -89,17 +91,25 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
     );
 
     let mut aug = Augmenter::new();
-    let (mut v1, mut v2) = (RgbImage::new(args.size, args.size), RgbImage::new(args.size, args.size));
+    let (mut v1, mut v2) =
+        (RgbImage::new(args.size, args.size), RgbImage::new(args.size, args.size));
     let pair_s = time_per_call(args.pairs, |i| {
         let src = sources[i % n].view();
-        aug.two_views(&recipe, src, (0, 0, i as u64), &mut v1.view_mut(), &mut v2.view_mut()).unwrap();
+        aug.two_views(&recipe, src, (0, 0, i as u64), &mut v1.view_mut(), &mut v2.view_mut())
+            .unwrap();
     });
-    println!("two_views/{}: {:.0} pairs/s ({:.1} us/pair)", recipe.name, 1.0 / pair_s, pair_s * 1e6);
+    println!(
+        "two_views/{}: {:.0} pairs/s ({:.1} us/pair)",
+        recipe.name,
+        1.0 / pair_s,
+        pair_s * 1e6
+    );
 
     // Per op, on one view-sized image (in place, so the cost of a copy is not counted).
     let crop = augment::RandomResizedCrop::with_crop_min(0.08);
     let mut rng = Rng::from_seed(1);
-    let boxes: Vec<CropBox> = (0..256).map(|_| crop.sample(args.src_width, args.src_height, &mut rng)).collect();
+    let boxes: Vec<CropBox> =
+        (0..256).map(|_| crop.sample(args.src_width, args.src_height, &mut rng)).collect();
     let mut view = RgbImage::new(args.size, args.size);
     let mut resizer = CropResizer::new();
     let calls = args.pairs;
@@ -107,7 +117,9 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
     ops.push((
         "crop_resize",
         time_per_call(calls, |i| {
-            resizer.crop_resize(sources[i % n].view(), boxes[i % boxes.len()], &mut view.view_mut()).unwrap()
+            resizer
+                .crop_resize(sources[i % n].view(), boxes[i % boxes.len()], &mut view.view_mut())
+                .unwrap()
         }),
     ));
     let fresh = view.clone();
@@ -116,14 +128,24 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
         ops.push((name, time_per_call(calls, |i| f(&mut img, i))));
     };
     per_op("hflip", &mut |img, _| augment::hflip(&mut img.view_mut()));
-    per_op("brightness", &mut |img, i| augment::adjust_brightness(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4));
-    per_op("contrast", &mut |img, i| augment::adjust_contrast(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4));
-    per_op("saturation", &mut |img, i| augment::adjust_saturation(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4));
-    per_op("hue", &mut |img, i| augment::adjust_hue(&mut img.view_mut(), if i % 2 == 0 { 0.05 } else { -0.05 }));
+    per_op("brightness", &mut |img, i| {
+        augment::adjust_brightness(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4)
+    });
+    per_op("contrast", &mut |img, i| {
+        augment::adjust_contrast(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4)
+    });
+    per_op("saturation", &mut |img, i| {
+        augment::adjust_saturation(&mut img.view_mut(), 0.8 + (i % 2) as f32 * 0.4)
+    });
+    per_op("hue", &mut |img, i| {
+        augment::adjust_hue(&mut img.view_mut(), if i % 2 == 0 { 0.05 } else { -0.05 })
+    });
     per_op("grayscale", &mut |img, _| augment::grayscale(&mut img.view_mut()));
     let blur = GaussianBlur { sigma: (0.1, 2.0), method: augment::BlurMethod::PilBox };
-    let mut scratch = Vec::new();
-    per_op("blur", &mut |img, i| blur.apply(&mut img.view_mut(), 0.1 + (i % 20) as f32 * 0.1, &mut scratch));
+    let mut scratch = BlurScratch::default();
+    per_op("blur", &mut |img, i| {
+        blur.apply(&mut img.view_mut(), 0.1 + (i % 20) as f32 * 0.1, &mut scratch)
+    });
     per_op("solarize", &mut |img, _| augment::solarize(&mut img.view_mut(), 128));
     for (name, s) in &ops {
         println!("op/{name}: {:.1} us", s * 1e6);

@@ -5,7 +5,8 @@ use std::process::Command;
 
 #[test]
 fn preview_sheet_of_real_images() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/imagenette224/val");
+    let data =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/imagenette224/val");
     let data = if data.is_dir() {
         data
     } else {

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::RgbMut;
 use crate::rng::Rng;
+use crate::{RgbMut, simd};
 
 /// Which blur a [`GaussianBlur`] runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ impl GaussianBlur {
     }
 
     /// Blurs `img` with the given sigma; `scratch` is reused between calls.
-    pub fn apply(&self, img: &mut RgbMut<'_>, sigma: f32, scratch: &mut Vec<u8>) {
+    pub fn apply(&self, img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScratch) {
         match self.method {
             BlurMethod::PilBox => pil_gaussian_blur(img, sigma, scratch),
             BlurMethod::Gaussian => true_gaussian_blur(img, sigma, scratch),
@@ -67,54 +67,66 @@ fn box_weights(radius: f32) -> (usize, u32, u32) {
     (r, ww, fw)
 }
 
-/// PIL `ImageFilter.GaussianBlur(sigma)` on an RGB image: 3 horizontal passes, then 3 vertical.
-pub fn pil_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut Vec<u8>) {
-    const PASSES: u32 = 3;
+/// Reusable buffers of the blurs: a worker keeps one, so blurring allocates nothing once warm.
+#[derive(Default)]
+pub struct BlurScratch {
+    a: Vec<u8>,
+    b: Vec<u8>,
+    acc: Vec<u32>,
+}
+
+/// PIL `ImageFilter.GaussianBlur(sigma)` on an RGB image: 3 horizontal box passes, then 3
+/// vertical ones, each rounded to u8 — as BoxBlur.c, which also blurs the second axis on a
+/// transposed copy. Here both axes run as the column pass (vectorised across a whole row), the
+/// horizontal one on the transposed image.
+pub fn pil_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScratch) {
+    const PASSES: usize = 3;
     if sigma <= 0.0 {
         return;
     }
-    let (r, ww, fw) = box_weights(box_radius(sigma, PASSES));
+    let (r, ww, fw) = box_weights(box_radius(sigma, PASSES as u32));
     let (w, h) = (img.width() as usize, img.height() as usize);
     let data = img.data();
-    scratch.resize(data.len(), 0);
-    for _ in 0..PASSES {
-        for (src, dst) in data.chunks_exact(w * 3).zip(scratch.chunks_exact_mut(w * 3)) {
-            box_row(src, dst, w, r, ww, fw);
-        }
-        data.copy_from_slice(scratch);
-    }
-    let mut acc = vec![0u32; w * 3];
-    for _ in 0..PASSES {
-        box_columns(data, scratch, w * 3, h, r, ww, fw, &mut acc);
-        data.copy_from_slice(scratch);
-    }
+    let BlurScratch { a, b, acc } = scratch;
+    a.resize(data.len(), 0);
+    b.resize(data.len(), 0);
+    acc.resize(w.max(h) * 3, 0);
+    // Horizontal: on the transpose (w rows of h pixels): data -> a, then a -> b -> a -> b.
+    transpose_rgb(data, a, w, h);
+    box_columns(a, b, h * 3, w, r, ww, fw, acc);
+    box_columns(b, a, h * 3, w, r, ww, fw, acc);
+    box_columns(a, b, h * 3, w, r, ww, fw, acc);
+    transpose_rgb(b, a, h, w);
+    // Vertical: a -> b -> a -> data.
+    box_columns(a, b, w * 3, h, r, ww, fw, acc);
+    box_columns(b, a, w * 3, h, r, ww, fw, acc);
+    box_columns(a, data, w * 3, h, r, ww, fw, acc);
 }
 
-#[inline]
+#[inline(always)]
 fn round24(bulk: u32) -> u8 {
     ((bulk + (1 << 23)) >> 24) as u8
 }
 
-/// One horizontal box pass over an interleaved RGB row, edges replicated:
-/// `out[x] = ww * sum(in[x-r..=x+r]) + fw * (in[x-r-1] + in[x+r+1])`, rounded.
-fn box_row(src: &[u8], dst: &mut [u8], w: usize, r: usize, ww: u32, fw: u32) {
-    let last = w - 1;
-    let at = |x: isize, c: usize| u32::from(src[(x.clamp(0, last as isize) as usize) * 3 + c]);
-    for c in 0..3 {
-        let mut acc: u32 = (-(r as isize)..=r as isize).map(|k| at(k, c)).sum();
-        for x in 0..w {
-            let xi = x as isize;
-            let far = at(xi - r as isize - 1, c) + at(xi + r as isize + 1, c);
-            dst[x * 3 + c] = round24(acc * ww + far * fw);
-            acc += at(xi + r as isize + 1, c);
-            acc -= at(xi - r as isize, c);
+/// Transposes a `w`×`h` RGB image (`src`, rows of `w` pixels) into `dst` (rows of `h` pixels).
+fn transpose_rgb(src: &[u8], dst: &mut [u8], w: usize, h: usize) {
+    const TILE: usize = 16;
+    for y0 in (0..h).step_by(TILE) {
+        for x0 in (0..w).step_by(TILE) {
+            for y in y0..(y0 + TILE).min(h) {
+                for x in x0..(x0 + TILE).min(w) {
+                    let s = (y * w + x) * 3;
+                    let d = (x * h + y) * 3;
+                    dst[d..d + 3].copy_from_slice(&src[s..s + 3]);
+                }
+            }
         }
     }
 }
 
-/// One vertical box pass over all columns at once (rows of `stride` bytes), edges replicated.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn box_columns(
+fn box_columns_generic(
     src: &[u8],
     dst: &mut [u8],
     stride: usize,
@@ -128,27 +140,37 @@ fn box_columns(
         let y = y.clamp(0, h as isize - 1) as usize;
         &src[y * stride..(y + 1) * stride]
     };
+    let acc = &mut acc[..stride];
     acc.fill(0);
     for k in -(r as isize)..=r as isize {
         for (a, &v) in acc.iter_mut().zip(row(k)) {
             *a += u32::from(v);
         }
     }
+    let r = r as isize;
     for (y, out) in dst.chunks_exact_mut(stride).enumerate() {
-        let yi = y as isize;
-        let (above, below) = (row(yi - r as isize - 1), row(yi + r as isize + 1));
-        for i in 0..stride {
-            out[i] = round24(acc[i] * ww + (u32::from(above[i]) + u32::from(below[i])) * fw);
-        }
-        let (enter, leave) = (row(yi + r as isize + 1), row(yi - r as isize));
-        for i in 0..stride {
-            acc[i] = acc[i] + u32::from(enter[i]) - u32::from(leave[i]);
+        let y = y as isize;
+        let (above, below) = (row(y - r - 1), row(y + r + 1));
+        let leave = row(y - r);
+        // out = ww * sum(rows y-r..=y+r) + fw * (row y-r-1 + row y+r+1), rounded; then slide.
+        for ((((o, a), &up), &down), &gone) in
+            out.iter_mut().zip(acc.iter_mut()).zip(above).zip(below).zip(leave)
+        {
+            *o = round24(*a * ww + (u32::from(up) + u32::from(down)) * fw);
+            *a = *a + u32::from(down) - u32::from(gone);
         }
     }
 }
+simd::multiversion!(
+    /// One box pass down the columns of `h` rows of `stride` bytes, edges replicated:
+    /// `out[y] = ww * sum(in[y-r..=y+r]) + fw * (in[y-r-1] + in[y+r+1])`, rounded (BoxBlur.c).
+    #[allow(clippy::too_many_arguments)]
+    fn box_columns(src: &[u8], dst: &mut [u8], stride: usize, h: usize, r: usize, ww: u32, fw: u32, acc: &mut [u32]) = box_columns_generic;
+);
 
 /// A true Gaussian: sampled kernel of radius ceil(3 sigma), normalised, separable, f32.
-pub fn true_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut Vec<u8>) {
+pub fn true_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScratch) {
+    let scratch = &mut scratch.a;
     if sigma <= 0.0 {
         return;
     }
@@ -186,3 +208,6 @@ pub fn true_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut Vec<u8
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,59 +4,74 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::RgbMut;
 use crate::rng::Rng;
+use crate::{RgbMut, simd};
 
 /// PIL's `convert("L")`: ITU-R 601-2 luma in 16-bit fixed point, rounded.
-#[inline]
+#[inline(always)]
 pub fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
 }
 
-/// PIL's `ImagingBlend` for one byte: `in1 + alpha * (in2 - in1)` in f32, clamped, truncated.
-#[inline]
-fn blend(in1: u8, in2: u8, alpha: f32) -> u8 {
-    let t = f32::from(in1) + alpha * (i32::from(in2) - i32::from(in1)) as f32;
-    if t <= 0.0 {
-        0
-    } else if t >= 255.0 {
-        255
-    } else {
-        t as u8
+/// PIL's `ImagingBlend` for one byte: `in1 + alpha * (in2 - in1)` in f32, clamped to [0, 255]
+/// and truncated. Branch-free so that the loops around it vectorise.
+#[inline(always)]
+fn blend(in1: f32, in2: f32, alpha: f32) -> u8 {
+    simd::trunc_i32((in1 + alpha * (in2 - in1)).clamp(0.0, 255.0)) as u8
+}
+
+#[inline(always)]
+fn blend_with_constant_generic(data: &mut [u8], base: f32, factor: f32) {
+    for v in data {
+        *v = blend(base, f32::from(*v), factor);
     }
 }
+simd::multiversion!(fn blend_with_constant(data: &mut [u8], base: f32, factor: f32) = blend_with_constant_generic;);
 
 /// torchvision `adjust_brightness` on PIL: blend with black.
 pub fn adjust_brightness(img: &mut RgbMut<'_>, factor: f32) {
-    for v in img.data() {
-        *v = blend(0, *v, factor);
+    blend_with_constant(img.data(), 0.0, factor);
+}
+
+#[inline(always)]
+fn luma_sum_generic(data: &[u8], sum: &mut u64) {
+    // Per block of pixels, so that the u32 partial sums cannot overflow and the loop vectorises.
+    for block in data.chunks(3 * 4096) {
+        let s: u32 = block.chunks_exact(3).map(|p| u32::from(luma(p[0], p[1], p[2]))).sum();
+        *sum += u64::from(s);
     }
 }
+simd::multiversion!(fn luma_sum(data: &[u8], sum: &mut u64) = luma_sum_generic;);
 
 /// torchvision `adjust_contrast` on PIL: blend with the mean luma, rounded to an integer.
 pub fn adjust_contrast(img: &mut RgbMut<'_>, factor: f32) {
     let data = img.data();
-    let sum: u64 = data.chunks_exact(3).map(|p| u64::from(luma(p[0], p[1], p[2]))).sum();
-    let n = (data.len() / 3) as f64;
-    let mean = (sum as f64 / n + 0.5) as u8;
-    for v in data {
-        *v = blend(mean, *v, factor);
-    }
+    let mut sum = 0;
+    luma_sum(data, &mut sum);
+    let mean = (sum as f64 / (data.len() / 3) as f64 + 0.5) as u8;
+    blend_with_constant(data, f32::from(mean), factor);
 }
 
-/// torchvision `adjust_saturation` on PIL (`ImageEnhance.Color`): blend with the pixel's luma.
-pub fn adjust_saturation(img: &mut RgbMut<'_>, factor: f32) {
-    for p in img.data().chunks_exact_mut(3) {
-        let l = luma(p[0], p[1], p[2]);
+#[inline(always)]
+fn saturation_generic(data: &mut [u8], factor: f32) {
+    for p in data.chunks_exact_mut(3) {
+        let l = f32::from(luma(p[0], p[1], p[2]));
         for v in p {
-            *v = blend(l, *v, factor);
+            *v = blend(l, f32::from(*v), factor);
         }
     }
 }
+simd::multiversion!(fn saturation(data: &mut [u8], factor: f32) = saturation_generic;);
 
-/// PIL's `rgb2hsv` for one pixel (Convert.c, after colorsys), H, S, V in 0..=255.
-#[inline]
-fn rgb_to_hsv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
+/// torchvision `adjust_saturation` on PIL (`ImageEnhance.Color`): blend with the pixel's luma.
+pub fn adjust_saturation(img: &mut RgbMut<'_>, factor: f32) {
+    saturation(img.data(), factor);
+}
+
+/// PIL's `rgb2hsv` for one pixel (Convert.c, after colorsys), H, S, V in 0..=255. The plain
+/// transcription: [`adjust_hue`] runs a branch-free equivalent, and the tests compare the two.
+#[cfg(test)]
+pub(crate) fn rgb_to_hsv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     let maxc = r.max(g).max(b);
     let minc = r.min(g).min(b);
     if maxc == minc {
@@ -81,9 +96,9 @@ fn rgb_to_hsv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     (clip8(f64::from(h) * 255.0), clip8(f64::from(s) * 255.0), maxc)
 }
 
-/// PIL's `hsv2rgb` for one pixel.
-#[inline]
-fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
+/// PIL's `hsv2rgb` for one pixel; the plain transcription, as [`rgb_to_hsv`].
+#[cfg(test)]
+pub(crate) fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
     if s == 0 {
         return (v, v, v);
     }
@@ -94,8 +109,8 @@ fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
     let vf = f64::from(v);
     let clip = |x: f64| (x.round() as i32).clamp(0, 255) as u8;
     let p = clip(vf * (1.0 - f64::from(fs)));
-    let q = clip(vf * (1.0 - f64::from(fs * f)));
     // `fs * f` is a float product; `fs * (1.0 - f)` a double one (1.0 is a double literal).
+    let q = clip(vf * (1.0 - f64::from(fs * f)));
     let t = clip(vf * (1.0 - f64::from(fs) * (1.0 - f64::from(f))));
     match i % 6 {
         0 => (v, t, p),
@@ -107,23 +122,129 @@ fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
     }
 }
 
+/// C's `round` (half away from zero) for x >= 0, without a libm call.
+#[inline(always)]
+fn round_pos(x: f64) -> f64 {
+    let t = f64::from(simd::trunc_i32_f64(x));
+    if x - t >= 0.5 { t + 1.0 } else { t }
+}
+
+const BLOCK: usize = 64;
+
+/// [`rgb_to_hsv`], shift H, [`hsv_to_rgb`] for one block of pixels held as planes, written
+/// branch-free (selects instead of branches, no libm) so that LLVM vectorises each loop.
+#[inline(always)]
+fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], shift: f64) {
+    for k in 0..BLOCK {
+        let (rv, gv, bv) = (r[k], g[k], b[k]);
+        let maxc = rv.max(gv).max(bv);
+        let minc = rv.min(gv).min(bv);
+        let cr = maxc - minc;
+        let gray = cr == 0.0;
+        let crd = if gray { 1.0 } else { cr };
+        let s = cr / maxc.max(1.0);
+        let rc = (maxc - rv) / crd;
+        let gc = (maxc - gv) / crd;
+        let bc = (maxc - bv) / crd;
+        let h_r = bc - gc;
+        let h_g = (2.0 + f64::from(rc) - f64::from(bc)) as f32;
+        let h_b = (4.0 + f64::from(gc) - f64::from(rc)) as f32;
+        let h = if rv == maxc {
+            h_r
+        } else if gv == maxc {
+            h_g
+        } else {
+            h_b
+        };
+        let x = f64::from(h) / 6.0 + 1.0;
+        let h = (if x >= 1.0 { x - 1.0 } else { x }) as f32;
+        // h in [0, 1) and s in [0, 1]: both products are in [0, 255], no clamp needed.
+        let uh = if gray { 0.0 } else { f64::from(simd::trunc_i32_f64(f64::from(h) * 255.0)) };
+        let us = if gray { 0.0 } else { f64::from(simd::trunc_i32_f64(f64::from(s) * 255.0)) };
+        // Shift H as a wrapping byte.
+        let hs = uh + shift;
+        let hs = if hs >= 256.0 { hs - 256.0 } else { hs };
+        // hsv2rgb
+        let hf = hs * 6.0 / 255.0;
+        let i = f64::from(simd::trunc_i32_f64(hf)); // hf in [0, 6]: truncation is floor
+        let f = (hf - i) as f32;
+        let fs = (us / 255.0) as f32;
+        let v = f64::from(maxc);
+        let p = round_pos(v * (1.0 - f64::from(fs))).clamp(0.0, 255.0) as f32;
+        let q = round_pos(v * (1.0 - f64::from(fs * f))).clamp(0.0, 255.0) as f32;
+        let t =
+            round_pos(v * (1.0 - f64::from(fs) * (1.0 - f64::from(f)))).clamp(0.0, 255.0) as f32;
+        let vv = maxc;
+        let sector = if i >= 6.0 { 0.0 } else { i };
+        let (nr, ng, nb) = if us == 0.0 {
+            (vv, vv, vv)
+        } else if sector == 0.0 {
+            (vv, t, p)
+        } else if sector == 1.0 {
+            (q, vv, p)
+        } else if sector == 2.0 {
+            (p, vv, t)
+        } else if sector == 3.0 {
+            (p, q, vv)
+        } else if sector == 4.0 {
+            (t, p, vv)
+        } else {
+            (vv, p, q)
+        };
+        r[k] = nr;
+        g[k] = ng;
+        b[k] = nb;
+    }
+}
+
+#[inline(always)]
+fn hue_generic(data: &mut [u8], shift: u8) {
+    let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+    for chunk in data.chunks_mut(3 * BLOCK) {
+        let n = chunk.len() / 3;
+        for (k, p) in chunk.chunks_exact(3).enumerate() {
+            (r[k], g[k], b[k]) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+        }
+        // A partial last block computes on stale lanes; only the first n are written back.
+        hue_block(&mut r, &mut g, &mut b, f64::from(shift));
+        for (k, p) in chunk.chunks_exact_mut(3).enumerate().take(n) {
+            let byte = |x: f32| simd::trunc_i32(x) as u8; // whole numbers in [0, 255]
+            p.copy_from_slice(&[byte(r[k]), byte(g[k]), byte(b[k])]);
+        }
+    }
+}
+simd::multiversion!(fn hue(data: &mut [u8], shift: u8) = hue_generic;);
+
 /// torchvision `adjust_hue` on PIL: to HSV, add `int32(factor * 255)` to H as a wrapping u8,
 /// back to RGB. `factor` in [-0.5, 0.5].
 pub fn adjust_hue(img: &mut RgbMut<'_>, factor: f32) {
     let shift = ((f64::from(factor) * 255.0) as i32) as u8;
-    for p in img.data().chunks_exact_mut(3) {
+    hue(img.data(), shift);
+}
+
+/// The plain per-pixel transcription of [`adjust_hue`], for the equivalence test.
+#[cfg(test)]
+pub(crate) fn adjust_hue_reference(data: &mut [u8], factor: f32) {
+    let shift = ((f64::from(factor) * 255.0) as i32) as u8;
+    for p in data.chunks_exact_mut(3) {
         let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
         let (r, g, b) = hsv_to_rgb(h.wrapping_add(shift), s, v);
         p.copy_from_slice(&[r, g, b]);
     }
 }
 
-/// torchvision `rgb_to_grayscale(num_output_channels=3)` on PIL: luma in all three channels.
-pub fn grayscale(img: &mut RgbMut<'_>) {
-    for p in img.data().chunks_exact_mut(3) {
+#[inline(always)]
+fn grayscale_generic(data: &mut [u8]) {
+    for p in data.chunks_exact_mut(3) {
         let l = luma(p[0], p[1], p[2]);
         p.copy_from_slice(&[l, l, l]);
     }
+}
+simd::multiversion!(fn gray(data: &mut [u8]) = grayscale_generic;);
+
+/// torchvision `rgb_to_grayscale(num_output_channels=3)` on PIL: luma in all three channels.
+pub fn grayscale(img: &mut RgbMut<'_>) {
+    gray(img.data());
 }
 
 /// torchvision `ColorJitter`: strengths as torchvision takes them; a zero strength leaves that
@@ -184,3 +305,6 @@ impl JitterParams {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,7 +15,7 @@ pub mod preview;
 mod recipe;
 mod solarize;
 
-pub use blur::{BlurMethod, GaussianBlur, pil_gaussian_blur, true_gaussian_blur};
+pub use blur::{BlurMethod, BlurScratch, GaussianBlur, pil_gaussian_blur, true_gaussian_blur};
 pub use color::{
     ColorJitter, JitterParams, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
     grayscale, luma,
@@ -65,7 +65,7 @@ pub struct ViewLog {
 #[derive(Default)]
 pub struct Augmenter {
     resizer: CropResizer,
-    scratch: Vec<u8>,
+    scratch: BlurScratch,
 }
 
 impl Augmenter {

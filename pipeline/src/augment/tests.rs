@@ -99,7 +99,7 @@ fn flip_twice_is_identity_and_grayscale_is_equal_channels() {
 fn blurs_keep_a_flat_image_flat_and_smooth_an_edge() {
     for kind in [BlurMethod::PilBox, BlurMethod::Gaussian] {
         let blur = GaussianBlur { sigma: (2.0, 2.0), method: kind };
-        let mut scratch = Vec::new();
+        let mut scratch = BlurScratch::default();
         let mut flat = RgbImage::try_from_vec(vec![77; 20 * 10 * 3], 20, 10).unwrap();
         blur.apply(&mut flat.view_mut(), 2.0, &mut scratch);
         assert!(flat.data.iter().all(|&v| v == 77), "{kind:?}");
