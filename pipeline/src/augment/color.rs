@@ -131,8 +131,15 @@ fn round_pos(x: f64) -> f64 {
 
 const BLOCK: usize = 64;
 
+/// `1/6` and `6/255`: multiplying by them gives the same bytes as PIL's divisions (`h / 6.0`,
+/// `h * 6.0 / 255.0`, `s / 255.0`) for every input that can occur — the tests check all of them
+/// (`reciprocals_give_pil_bytes`, and the hue test over every colour).
+const SIXTH: f64 = 1.0 / 6.0;
+const SIX_255THS: f64 = 6.0 / 255.0;
+const INV_255: f64 = 1.0 / 255.0;
+
 /// [`rgb_to_hsv`], shift H, [`hsv_to_rgb`] for one block of pixels held as planes, written
-/// branch-free (selects instead of branches, no libm) so that LLVM vectorises each loop.
+/// branch-free (selects instead of branches, no libm, one division) so LLVM vectorises it.
 #[inline(always)]
 fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], shift: f64) {
     for k in 0..BLOCK {
@@ -143,9 +150,20 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
         let gray = cr == 0.0;
         let crd = if gray { 1.0 } else { cr };
         let s = cr / maxc.max(1.0);
-        let rc = (maxc - rv) / crd;
-        let gc = (maxc - gv) / crd;
-        let bc = (maxc - bv) / crd;
+        // (maxc - x) / cr is exactly 0 for the max channel and 1 for the min one: only the middle
+        // channel needs the division.
+        let mid = rv + gv + bv - maxc - minc;
+        let d = (maxc - mid) / crd;
+        let ratio = |x: f32| {
+            if x == maxc {
+                0.0
+            } else if x == minc {
+                1.0
+            } else {
+                d
+            }
+        };
+        let (rc, gc, bc) = (ratio(rv), ratio(gv), ratio(bv));
         let h_r = bc - gc;
         let h_g = (2.0 + f64::from(rc) - f64::from(bc)) as f32;
         let h_b = (4.0 + f64::from(gc) - f64::from(rc)) as f32;
@@ -156,7 +174,7 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
         } else {
             h_b
         };
-        let x = f64::from(h) / 6.0 + 1.0;
+        let x = f64::from(h) * SIXTH + 1.0;
         let h = (if x >= 1.0 { x - 1.0 } else { x }) as f32;
         // h in [0, 1) and s in [0, 1]: both products are in [0, 255], no clamp needed.
         let uh = if gray { 0.0 } else { f64::from(simd::trunc_i32_f64(f64::from(h) * 255.0)) };
@@ -165,15 +183,14 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
         let hs = uh + shift;
         let hs = if hs >= 256.0 { hs - 256.0 } else { hs };
         // hsv2rgb
-        let hf = hs * 6.0 / 255.0;
+        let hf = hs * SIX_255THS;
         let i = f64::from(simd::trunc_i32_f64(hf)); // hf in [0, 6]: truncation is floor
         let f = (hf - i) as f32;
-        let fs = (us / 255.0) as f32;
+        let fs = (us * INV_255) as f32;
         let v = f64::from(maxc);
-        let p = round_pos(v * (1.0 - f64::from(fs))).clamp(0.0, 255.0) as f32;
-        let q = round_pos(v * (1.0 - f64::from(fs * f))).clamp(0.0, 255.0) as f32;
-        let t =
-            round_pos(v * (1.0 - f64::from(fs) * (1.0 - f64::from(f)))).clamp(0.0, 255.0) as f32;
+        let p = round_pos(v * (1.0 - f64::from(fs))) as f32;
+        let q = round_pos(v * (1.0 - f64::from(fs * f))) as f32;
+        let t = round_pos(v * (1.0 - f64::from(fs) * (1.0 - f64::from(f)))) as f32;
         let vv = maxc;
         let sector = if i >= 6.0 { 0.0 } else { i };
         let (nr, ng, nb) = if us == 0.0 {

@@ -50,3 +50,30 @@ fn blends_clamp_and_truncate_like_pil() {
     let l = luma(10, 200, 30);
     assert_eq!(px, [l, l, l]);
 }
+
+#[test]
+fn reciprocals_give_pil_bytes() {
+    for x in 0..=255u32 {
+        let x = f64::from(x);
+        // hsv2rgb uses floor(h * 6 / 255) and the float remainder; rgb2hsv's s / 255 as float.
+        let (exact, fast) = (x * 6.0 / 255.0, x * SIX_255THS);
+        assert_eq!(exact.floor(), fast.floor(), "{x}");
+        assert_eq!((exact - exact.floor()) as f32, (fast - fast.floor()) as f32, "{x}");
+        assert_eq!((x / 255.0) as f32, (x * INV_255) as f32, "{x}");
+    }
+}
+
+#[test]
+fn hue_round_trip_of_every_colour_equals_pil() {
+    // Shift 0 and 0.5 over all 16.7M colours: covers h / 6 for every reachable h.
+    let all: Vec<u8> =
+        (0..1u32 << 24).flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, c as u8]).collect();
+    for factor in [0.0f32, 0.5] {
+        let mut want = all.clone();
+        adjust_hue_reference(&mut want, factor);
+        let mut got = all.clone();
+        hue(&mut got, ((f64::from(factor) * 255.0) as i32) as u8);
+        let bad = (0..all.len() / 3).find(|&p| got[3 * p..3 * p + 3] != want[3 * p..3 * p + 3]);
+        assert!(bad.is_none(), "factor {factor}: colour {:?}", bad.map(|p| &all[3 * p..3 * p + 3]));
+    }
+}
