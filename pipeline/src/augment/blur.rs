@@ -153,11 +153,12 @@ fn box_columns_generic(
         let (above, below) = (row(y - r - 1), row(y + r + 1));
         let leave = row(y - r);
         // out = ww * sum(rows y-r..=y+r) + fw * (row y-r-1 + row y+r+1), rounded; then slide.
-        for ((((o, a), &up), &down), &gone) in
-            out.iter_mut().zip(acc.iter_mut()).zip(above).zip(below).zip(leave)
-        {
-            *o = round24(*a * ww + (u32::from(up) + u32::from(down)) * fw);
-            *a = *a + u32::from(down) - u32::from(gone);
+        let n = out.len();
+        let (acc, up, down, gone) = (&mut acc[..n], &above[..n], &below[..n], &leave[..n]);
+        for i in 0..n {
+            let (a, u, d) = (acc[i], u32::from(up[i]), u32::from(down[i]));
+            out[i] = round24(a * ww + (u + d) * fw);
+            acc[i] = a + d - u32::from(gone[i]);
         }
     }
 }

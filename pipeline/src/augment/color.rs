@@ -122,38 +122,39 @@ pub(crate) fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
     }
 }
 
-/// C's `round` (half away from zero) for x >= 0, without a libm call.
-#[inline(always)]
-fn round_pos(x: f64) -> f64 {
-    let t = f64::from(simd::trunc_i32_f64(x));
-    if x - t >= 0.5 { t + 1.0 } else { t }
-}
-
 const BLOCK: usize = 64;
 
-/// `1/6` and `6/255`: multiplying by them gives the same bytes as PIL's divisions (`h / 6.0`,
+/// `1/6`, `6/255` and `1/255`: multiplying by them gives PIL's bytes where PIL divides (`h / 6.0`,
 /// `h * 6.0 / 255.0`, `s / 255.0`) for every input that can occur — the tests check all of them
 /// (`reciprocals_give_pil_bytes`, and the hue test over every colour).
 const SIXTH: f64 = 1.0 / 6.0;
 const SIX_255THS: f64 = 6.0 / 255.0;
 const INV_255: f64 = 1.0 / 255.0;
 
-/// [`rgb_to_hsv`], shift H, [`hsv_to_rgb`] for one block of pixels held as planes, written
-/// branch-free (selects instead of branches, no libm, one division) so LLVM vectorises it.
+/// C's `round` (half away from zero) for 0 <= x < 2^23, in f32 (x - trunc(x) is exact there).
 #[inline(always)]
-fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], shift: f64) {
+fn round_pos32(x: f32) -> f32 {
+    let t = simd::trunc_i32(x) as f32;
+    if x - t >= 0.5 { t + 1.0 } else { t }
+}
+
+/// [`rgb_to_hsv`], shift H, [`hsv_to_rgb`] for one block of pixels held as planes, written
+/// branch-free (selects, no libm, one division) so LLVM vectorises it. PIL mixes float and
+/// double; this runs in f32 wherever the f32 result is provably the same byte (every reachable
+/// input was checked: the double steps left are `h / 6 + 1 mod 1` and the per-byte `f`, `fs`).
+#[inline(always)]
+fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], shift: i32) {
     for k in 0..BLOCK {
         let (rv, gv, bv) = (r[k], g[k], b[k]);
         let maxc = rv.max(gv).max(bv);
         let minc = rv.min(gv).min(bv);
         let cr = maxc - minc;
         let gray = cr == 0.0;
-        let crd = if gray { 1.0 } else { cr };
         let s = cr / maxc.max(1.0);
         // (maxc - x) / cr is exactly 0 for the max channel and 1 for the min one: only the middle
         // channel needs the division.
         let mid = rv + gv + bv - maxc - minc;
-        let d = (maxc - mid) / crd;
+        let d = (maxc - mid) / if gray { 1.0 } else { cr };
         let ratio = |x: f32| {
             if x == maxc {
                 0.0
@@ -164,11 +165,13 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
             }
         };
         let (rc, gc, bc) = (ratio(rv), ratio(gv), ratio(bv));
-        let h_r = bc - gc;
-        let h_g = (2.0 + f64::from(rc) - f64::from(bc)) as f32;
-        let h_b = (4.0 + f64::from(gc) - f64::from(rc)) as f32;
+        // PIL: `2.0 + rc - bc` in double, stored as float. One of the two ratios is 0 or 1, so
+        // adding that one to the integer first leaves a single, identical, f32 rounding.
+        let whole = |x: f32| x == 0.0 || x == 1.0;
+        let h_g = if whole(bc) { (2.0 - bc) + rc } else { (2.0 + rc) - bc };
+        let h_b = if whole(rc) { (4.0 - rc) + gc } else { (4.0 + gc) - rc };
         let h = if rv == maxc {
-            h_r
+            bc - gc
         } else if gv == maxc {
             h_g
         } else {
@@ -176,37 +179,26 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
         };
         let x = f64::from(h) * SIXTH + 1.0;
         let h = (if x >= 1.0 { x - 1.0 } else { x }) as f32;
-        // h in [0, 1) and s in [0, 1]: both products are in [0, 255], no clamp needed.
-        let uh = if gray { 0.0 } else { f64::from(simd::trunc_i32_f64(f64::from(h) * 255.0)) };
-        let us = if gray { 0.0 } else { f64::from(simd::trunc_i32_f64(f64::from(s) * 255.0)) };
-        // Shift H as a wrapping byte.
-        let hs = uh + shift;
-        let hs = if hs >= 256.0 { hs - 256.0 } else { hs };
-        // hsv2rgb
-        let hf = hs * SIX_255THS;
-        let i = f64::from(simd::trunc_i32_f64(hf)); // hf in [0, 6]: truncation is floor
-        let f = (hf - i) as f32;
-        let fs = (us * INV_255) as f32;
-        let v = f64::from(maxc);
-        let p = round_pos(v * (1.0 - f64::from(fs))) as f32;
-        let q = round_pos(v * (1.0 - f64::from(fs * f))) as f32;
-        let t = round_pos(v * (1.0 - f64::from(fs) * (1.0 - f64::from(f)))) as f32;
-        let vv = maxc;
-        let sector = if i >= 6.0 { 0.0 } else { i };
-        let (nr, ng, nb) = if us == 0.0 {
-            (vv, vv, vv)
-        } else if sector == 0.0 {
-            (vv, t, p)
-        } else if sector == 1.0 {
-            (q, vv, p)
-        } else if sector == 2.0 {
-            (p, vv, t)
-        } else if sector == 3.0 {
-            (p, q, vv)
-        } else if sector == 4.0 {
-            (t, p, vv)
-        } else {
-            (vv, p, q)
+        // h in [0, 1) and s in [0, 1]: both products are in [0, 255].
+        let uh = if gray { 0 } else { simd::trunc_i32(h * 255.0) };
+        let us = if gray { 0 } else { simd::trunc_i32(s * 255.0) };
+        // Shift H as a wrapping byte, then hsv2rgb.
+        let hf = f64::from((uh + shift) & 255) * SIX_255THS;
+        let i = simd::trunc_i32_f64(hf); // hf in [0, 6]: truncation is floor
+        let f = (hf - f64::from(i)) as f32;
+        let fs = (f64::from(us) * INV_255) as f32;
+        let v = maxc;
+        let p = round_pos32(v * (1.0 - fs));
+        let q = round_pos32(v * (1.0 - fs * f));
+        let t = round_pos32(v * (1.0 - fs * (1.0 - f)));
+        let (nr, ng, nb) = match if i >= 6 { 0 } else { i } {
+            _ if us == 0 => (v, v, v),
+            0 => (v, t, p),
+            1 => (q, v, p),
+            2 => (p, v, t),
+            3 => (p, q, v),
+            4 => (t, p, v),
+            _ => (v, p, q),
         };
         r[k] = nr;
         g[k] = ng;
@@ -218,15 +210,17 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
 fn hue_generic(data: &mut [u8], shift: u8) {
     let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
     for chunk in data.chunks_mut(3 * BLOCK) {
-        let n = chunk.len() / 3;
-        for (k, p) in chunk.chunks_exact(3).enumerate() {
-            (r[k], g[k], b[k]) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
+        for (p, ((r, g), b)) in
+            chunk.chunks_exact(3).zip(r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()))
+        {
+            (*r, *g, *b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
         }
-        // A partial last block computes on stale lanes; only the first n are written back.
-        hue_block(&mut r, &mut g, &mut b, f64::from(shift));
-        for (k, p) in chunk.chunks_exact_mut(3).enumerate().take(n) {
-            let byte = |x: f32| simd::trunc_i32(x) as u8; // whole numbers in [0, 255]
-            p.copy_from_slice(&[byte(r[k]), byte(g[k]), byte(b[k])]);
+        // A partial last block computes on stale lanes; only its own pixels are written back.
+        hue_block(&mut r, &mut g, &mut b, i32::from(shift));
+        let byte = |x: f32| simd::trunc_i32(x) as u8; // whole numbers in [0, 255]
+        for (p, ((r, g), b)) in chunk.chunks_exact_mut(3).zip(r.iter().zip(g.iter()).zip(b.iter()))
+        {
+            p.copy_from_slice(&[byte(*r), byte(*g), byte(*b)]);
         }
     }
 }
