@@ -108,16 +108,19 @@ fn round24(bulk: u32) -> u8 {
     ((bulk + (1 << 23)) >> 24) as u8
 }
 
-/// Transposes a `w`×`h` RGB image (`src`, rows of `w` pixels) into `dst` (rows of `h` pixels).
+/// Transposes a `w`×`h` RGB image (`src`, rows of `w` pixels) into `dst` (rows of `h` pixels),
+/// in tiles that stay in L1.
 fn transpose_rgb(src: &[u8], dst: &mut [u8], w: usize, h: usize) {
-    const TILE: usize = 16;
+    const TILE: usize = 32;
+    let (src, _) = src.as_chunks::<3>();
+    let (dst, _) = dst.as_chunks_mut::<3>();
     for y0 in (0..h).step_by(TILE) {
+        let y1 = (y0 + TILE).min(h);
         for x0 in (0..w).step_by(TILE) {
-            for y in y0..(y0 + TILE).min(h) {
-                for x in x0..(x0 + TILE).min(w) {
-                    let s = (y * w + x) * 3;
-                    let d = (x * h + y) * 3;
-                    dst[d..d + 3].copy_from_slice(&src[s..s + 3]);
+            for x in x0..(x0 + TILE).min(w) {
+                let column = &mut dst[x * h + y0..x * h + y1];
+                for (d, y) in column.iter_mut().zip(y0..y1) {
+                    *d = src[y * w + x];
                 }
             }
         }
