@@ -44,6 +44,8 @@ run_stage() {
 }
 
 done_stages=""
+# What the recipe does to real images, before any training: a picture to look at.
+run_stage augment-preview 3 "$data" --recipe mocov3_vit --n 8 --out "$out/augment-preview.png"
 run_stage prep-shards 7 "$data" --out "$out/shards"
 run_stage train 5 --shards "$out/shards/train" --out "$out/run"
 run_stage eval 6 knn --checkpoint "$out/run/last.ckpt" --train-shards "$out/shards/train" \

@@ -7,7 +7,7 @@ use twoview_pipeline::decode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Image files, or folders to take images from (recursively, sorted).
+    /// Image files, or folders to take images from (recursively; `--n` spread evenly over them).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// A preset (mocov3_vit, mocov3_resnet, byol, simclr) or a TOML recipe file.
@@ -29,8 +29,11 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let recipe = Recipe::preset_or_file(&args.recipe)?;
-    let paths = decode::find_images(&args.images, args.n)?;
-    anyhow::ensure!(!paths.is_empty(), "no .jpg/.jpeg/.png images in {:?}", args.images);
+    // Evenly spaced over everything found, so a dataset root shows several classes.
+    let all = decode::find_images(&args.images, 1_000_000)?;
+    anyhow::ensure!(!all.is_empty(), "no .jpg/.jpeg/.png images in {:?}", args.images);
+    let n = args.n.min(all.len());
+    let paths: Vec<PathBuf> = (0..n).map(|i| all[i * all.len() / n].clone()).collect();
     let images = paths.iter().map(|p| decode::open_rgb(p)).collect::<Result<Vec<_>, _>>()?;
     let sheet = preview::contact_sheet(&images, &recipe, args.seed, args.size)?;
     sheet.save_png(&args.out)?;
