@@ -186,28 +186,26 @@ pub fn true_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurSc
     let (w, h) = (img.width() as isize, img.height() as isize);
     let data = img.data();
     scratch.resize(data.len(), 0);
-    let px = |x: isize, y: isize, c: usize| ((y * w + x) as usize) * 3 + c;
+    gaussian_pass(data, scratch, w, h, &kernel, true);
+    gaussian_pass(scratch, data, w, h, &kernel, false);
+}
+
+/// One 1-D pass of a normalised kernel along rows (`horizontal`) or columns, edges replicated.
+fn gaussian_pass(src: &[u8], dst: &mut [u8], w: isize, h: isize, kernel: &[f32], horizontal: bool) {
+    let radius = (kernel.len() / 2) as isize;
+    let px = |x: isize, y: isize| ((y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) as usize) * 3;
     for y in 0..h {
         for x in 0..w {
             for c in 0..3 {
                 let s: f32 = kernel
                     .iter()
                     .zip(-radius..=radius)
-                    .map(|(k, d)| k * f32::from(data[px((x + d).clamp(0, w - 1), y, c)]))
+                    .map(|(k, d)| {
+                        let at = if horizontal { px(x + d, y) } else { px(x, y + d) };
+                        k * f32::from(src[at + c])
+                    })
                     .sum();
-                scratch[px(x, y, c)] = s.round().clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..3 {
-                let s: f32 = kernel
-                    .iter()
-                    .zip(-radius..=radius)
-                    .map(|(k, d)| k * f32::from(scratch[px(x, (y + d).clamp(0, h - 1), c)]))
-                    .sum();
-                data[px(x, y, c)] = s.round().clamp(0.0, 255.0) as u8;
+                dst[px(x, y) + c] = s.round().clamp(0.0, 255.0) as u8;
             }
         }
     }
