@@ -82,6 +82,13 @@ impl Augmenter {
         rng: &mut Rng,
         out: &mut RgbMut<'_>,
     ) -> Result<ViewLog, Error> {
+        if recipe.steps.len() > MAX_STEPS {
+            // A recipe made in code skips `Recipe::validate`; never drop its extra steps silently.
+            return Err(Error::InvalidRecipe {
+                recipe: "(view)".to_owned(),
+                reason: format!("{} steps, at most {MAX_STEPS}", recipe.steps.len()),
+            });
+        }
         let crop = recipe.crop.sample(src.width(), src.height(), rng);
         self.resizer.crop_resize(src, crop, out)?;
         let mut steps = [None; MAX_STEPS];

@@ -178,3 +178,13 @@ fn random_apply_rates_match_the_recipe() {
         }
     }
 }
+
+#[test]
+fn a_view_with_too_many_steps_is_an_error_not_a_truncation() {
+    let mut view = Recipe::mocov3_vit().view1;
+    view.steps = vec![Step { p: 1.0, op: Op::HorizontalFlip }; MAX_STEPS + 1];
+    let src = gradient(16, 16);
+    let mut out = RgbImage::new(8, 8);
+    let err = Augmenter::new().view(&view, src.view(), &mut Rng::from_seed(0), &mut out.view_mut());
+    assert!(err.unwrap_err().to_string().contains("at most"));
+}
