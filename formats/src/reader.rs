@@ -194,7 +194,7 @@ fn read_batch(
     data_end: usize,
 ) -> Result<RecordBatch, String> {
     let (offset, meta, body) = (block.offset(), block.metaDataLength(), block.bodyLength());
-    if offset < 8 || meta <= 0 || body < 0 {
+    if offset < 8 || meta <= 0 || body < 0 || (offset + meta as i64) % 8 != 0 {
         return Err(format!("bad block (offset {offset}, metadata {meta}, body {body})"));
     }
     let (offset, meta, body) = (offset as usize, meta as usize, body as usize);
@@ -205,6 +205,7 @@ fn read_batch(
         ));
     }
     let data = buffer.slice_with_length(offset, meta + body);
+    check_buffers(&data[..meta], body)?;
     // Arrow validates offsets and UTF-8; a panic inside it on hostile bytes is turned into an
     // error rather than taking the process down.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -214,6 +215,34 @@ fn read_batch(
     decoded
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "empty message where a batch should be".into())
+}
+
+/// Checks that every buffer a record-batch message names lies inside its body and is 8-byte
+/// aligned: arrow slices them unchecked (a panic on hostile bytes), so we check first.
+fn check_buffers(meta: &[u8], body: usize) -> Result<(), String> {
+    let start = if meta.starts_with(&[0xFF; 4]) { 8 } else { 4 };
+    let fb = meta.get(start..).ok_or("metadata shorter than its prefix")?;
+    let message = arrow_ipc::root_as_message(fb).map_err(|e| format!("unreadable message: {e}"))?;
+    let batch = message.header_as_record_batch().ok_or("message is not a record batch")?;
+    // Element size of each buffer of the shard schema, in order: (validity, offsets i32, bytes)
+    // for key; (validity, values) for label i32, height u16, width u16, encoding u8; (validity,
+    // offsets i64, bytes) for pixels.
+    const ELEM: [i64; 14] = [1, 4, 1, 1, 4, 1, 2, 1, 2, 1, 1, 1, 8, 1];
+    let buffers = batch.buffers().ok_or("message lists no buffers")?;
+    if buffers.len() != ELEM.len() {
+        return Err(format!("{} buffers, the shard schema has {}", buffers.len(), ELEM.len()));
+    }
+    for (i, b) in buffers.iter().enumerate() {
+        let (off, len) = (b.offset(), b.length());
+        let fits = off >= 0 && len >= 0 && (off as u64).saturating_add(len as u64) <= body as u64;
+        if !fits || off % 8 != 0 || len % ELEM[i] != 0 {
+            return Err(format!("buffer {i} (offset {off}, length {len}) outside the {body}-byte body"));
+        }
+    }
+    if batch.length() < 0 {
+        return Err(format!("negative row count {}", batch.length()));
+    }
+    Ok(())
 }
 
 /// Checks one batch's columns and rows: types, known encodings, raw pixel lengths.
