@@ -6,6 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/setup-system.sh
 scripts/setup-venv.sh
+scripts/fetch-test-data.sh
 . scripts/env.sh
 
 step() { printf '\n== %s\n' "$*"; }

@@ -236,7 +236,9 @@ fn check_buffers(meta: &[u8], body: usize) -> Result<(), String> {
         let (off, len) = (b.offset(), b.length());
         let fits = off >= 0 && len >= 0 && (off as u64).saturating_add(len as u64) <= body as u64;
         if !fits || off % 8 != 0 || len % ELEM[i] != 0 {
-            return Err(format!("buffer {i} (offset {off}, length {len}) outside the {body}-byte body"));
+            return Err(format!(
+                "buffer {i} (offset {off}, length {len}) outside the {body}-byte body"
+            ));
         }
     }
     if batch.length() < 0 {

@@ -19,17 +19,26 @@ pub enum Error {
         got: usize,
     },
     /// An image that could not be decoded.
-    #[error("{what}: cannot decode image: {source}")]
+    #[error("{what}: cannot decode ({}): {reason}", kind.name())]
     Decode {
         /// The file or row the bytes came from.
         what: String,
-        /// The decoder's reason.
-        #[source]
-        source: image::ImageError,
+        /// The kind of failure, for grouping in summaries.
+        kind: crate::decode::DecodeFailure,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// Pixels that could not be encoded (JPEG shards).
+    #[error("{what}: cannot encode as JPEG: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encoder's message.
+        reason: String,
     },
     /// An image that could not be written.
     #[error("{path}: cannot write image: {source}")]
-    Encode {
+    WriteImage {
         /// Destination.
         path: PathBuf,
         /// The encoder's reason.

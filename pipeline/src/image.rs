@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::Error;
 
 /// A borrowed RGB u8 image (HWC, `width * height * 3` bytes, rows packed).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct RgbRef<'a> {
     data: &'a [u8],
     width: u32,
@@ -13,7 +13,6 @@ pub struct RgbRef<'a> {
 }
 
 /// A mutably borrowed RGB u8 image, e.g. one slot of a batch buffer.
-#[derive(Debug)]
 pub struct RgbMut<'a> {
     data: &'a mut [u8],
     width: u32,
@@ -21,7 +20,7 @@ pub struct RgbMut<'a> {
 }
 
 /// An owned RGB u8 image.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RgbImage {
     /// HWC bytes, `width * height * 3` of them.
     pub data: Vec<u8>,
@@ -93,6 +92,22 @@ impl RgbImage {
         check_len(data.len(), width, height)?;
         Ok(Self { data, width, height })
     }
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+    /// The HWC bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+    /// Gives the HWC bytes back.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.data
+    }
     /// Borrows the image.
     pub fn view(&self) -> RgbRef<'_> {
         RgbRef { data: &self.data, width: self.width, height: self.height }
@@ -111,6 +126,24 @@ impl RgbImage {
             image::ExtendedColorType::Rgb8,
             image::ImageFormat::Png,
         )
-        .map_err(|source| Error::Encode { path: path.to_owned(), source })
+        .map_err(|source| Error::WriteImage { path: path.to_owned(), source })
+    }
+}
+
+// Debug prints the shape, never the pixels (a 224x224 image is 150 k numbers).
+macro_rules! debug_shape {
+    ($($t:ident),*) => {$(
+        impl std::fmt::Debug for $t<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({}x{} RGB)", stringify!($t), self.width, self.height)
+            }
+        }
+    )*};
+}
+debug_shape!(RgbRef, RgbMut);
+
+impl std::fmt::Debug for RgbImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RgbImage({}x{} RGB)", self.width, self.height)
     }
 }

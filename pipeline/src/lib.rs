@@ -24,6 +24,7 @@
 
 pub mod augment;
 pub mod decode;
+mod decode_find;
 mod error;
 mod image;
 pub mod rng;

@@ -1,5 +1,6 @@
 //! One integration-test binary for the whole workspace, one module per theme.
 
 mod augment_fidelity;
+mod decode_corpus;
 mod handoff;
 mod support;

@@ -39,6 +39,18 @@ pub fn imagenette_sample(root: &Path, classes: usize, per_class: usize) -> Vec<P
     out
 }
 
+/// The odd-JPEG/PNG corpus that scripts/fetch-test-data.sh gathers, or `None` (with a message)
+/// when it is absent outside CI.
+pub fn jpeg_corpus() -> Option<PathBuf> {
+    let dir = repo_root().join(".cache/test-data/jpeg-corpus");
+    if dir.join(".done").exists() {
+        return Some(dir);
+    }
+    assert!(!in_ci(), "CI must have {} (scripts/fetch-test-data.sh)", dir.display());
+    eprintln!("SKIP: {} is absent; run scripts/fetch-test-data.sh", dir.display());
+    None
+}
+
 /// Runs `python/<script>` with the venv's Python (scripts/setup-venv.sh makes it; test.sh runs
 /// that first), failing with its stderr. `None` when the venv is absent outside CI.
 pub fn venv_python(script: &str, args: &[&std::ffi::OsStr]) -> Option<()> {

@@ -1,0 +1,392 @@
+//! Decoding image files to RGB the way the reference loader (PIL's `open(...).convert("RGB")`)
+//! sees them, fast: JPEG through libjpeg-turbo 3.1 (optionally DCT-scaled toward a target
+//! size), PNG through the `image` crate, chosen by content, not by name.
+//!
+//! - grayscale → RGB by replication; CMYK/YCCK → RGB with PIL's arithmetic (Adobe-inverted CMYK);
+//! - libjpeg warnings (extraneous bytes, corrupt segments) keep their output, as in Pillow;
+//!   a premature end of file is an error ([`DecodeFailure::Truncated`]), as in Pillow;
+//! - EXIF orientation is ignored unless asked for (ImageFolder ignores it);
+//! - images over a pixel limit are refused before any pixel is allocated (Pillow's bomb check).
+
+mod jpeg;
+mod markers;
+
+use std::path::Path;
+
+pub use crate::decode_find::find_images;
+use crate::{Error, RgbImage};
+
+/// Pillow's `DecompressionBombError` threshold: 2 × `Image.MAX_IMAGE_PIXELS`.
+pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// Why an input could not be decoded; the summary groups skipped files by this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecodeFailure {
+    /// Zero bytes.
+    Empty,
+    /// Neither a JPEG nor a PNG by content.
+    NotAnImage,
+    /// The data ends before the image does.
+    Truncated,
+    /// More pixels than the limit (a decompression bomb, or just too large).
+    TooLarge,
+    /// A format feature the decoder does not handle (e.g. 12-bit or lossless JPEG).
+    Unsupported,
+    /// Damaged data the decoder gave up on.
+    Corrupt,
+}
+
+impl DecodeFailure {
+    /// A short lowercase name for summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::NotAnImage => "not an image",
+            Self::Truncated => "truncated",
+            Self::TooLarge => "too large",
+            Self::Unsupported => "unsupported",
+            Self::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// The container format, by content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JPEG (SOI marker).
+    Jpeg,
+    /// PNG (signature).
+    Png,
+}
+
+/// Sniffs the format from the first bytes.
+pub fn sniff(bytes: &[u8]) -> Option<Format> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(Format::Jpeg)
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(Format::Png)
+    } else {
+        None
+    }
+}
+
+/// How to decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Refuse images with more pixels than this (checked from the header).
+    pub max_pixels: u64,
+    /// Rotate/flip by the EXIF orientation tag (JPEG only). Off by default, as ImageFolder.
+    pub apply_exif_orientation: bool,
+    /// Let libjpeg-turbo decode at a reduced scale (n/8) as long as the image stays at least
+    /// this size: `(short side, long side)` minimums, either 0 for no constraint. `None`
+    /// decodes at full size.
+    pub dct_scale_floor: Option<(u32, u32)>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            apply_exif_orientation: false,
+            dct_scale_floor: None,
+        }
+    }
+}
+
+/// A decoded image and what happened on the way.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The pixels.
+    pub image: RgbImage,
+    /// Format by content.
+    pub format: Format,
+    /// Size in the file, before DCT scaling and orientation (width, height).
+    pub original_size: (u32, u32),
+    /// DCT scale used, in eighths (8 = full size).
+    pub scale_eighths: u8,
+    /// A libjpeg warning that did not stop the decode (Pillow ignores these too).
+    pub warning: Option<String>,
+    /// The colour space in the file was CMYK or YCCK.
+    pub cmyk: bool,
+}
+
+/// A reusable decoder: one per worker thread. Holds a TurboJPEG instance and scratch.
+pub struct Decoder {
+    tj: jpeg::Handle,
+    scratch: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    /// A new decoder.
+    pub fn new() -> Self {
+        Self { tj: jpeg::Handle::decompressor(), scratch: Vec::new() }
+    }
+
+    /// Decodes JPEG or PNG `bytes` to RGB; `what` (a path or row) names them in errors.
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        what: &str,
+        opts: &DecodeOptions,
+    ) -> Result<Decoded, Error> {
+        let fail = |kind: DecodeFailure, reason: String| Error::Decode {
+            what: what.to_owned(),
+            kind,
+            reason,
+        };
+        if bytes.is_empty() {
+            return Err(fail(DecodeFailure::Empty, "empty file".into()));
+        }
+        match sniff(bytes) {
+            Some(Format::Jpeg) => self.decode_jpeg(bytes, opts).map_err(|(k, r)| fail(k, r)),
+            Some(Format::Png) => decode_png(bytes, opts).map_err(|(k, r)| fail(k, r)),
+            None => Err(fail(
+                DecodeFailure::NotAnImage,
+                format!("not a JPEG or PNG (starts with {:02x?})", &bytes[..bytes.len().min(4)]),
+            )),
+        }
+    }
+
+    fn decode_jpeg(
+        &mut self,
+        bytes: &[u8],
+        opts: &DecodeOptions,
+    ) -> Result<Decoded, (DecodeFailure, String)> {
+        // TurboJPEG answers a tables-only stream with success and the previous image's size, so
+        // the frame header is checked here first.
+        if let Err(truncated) = markers::jpeg_frame(bytes) {
+            return Err(if truncated {
+                (DecodeFailure::Truncated, "data ends inside the JPEG header".into())
+            } else {
+                (DecodeFailure::Corrupt, "no frame header (SOF) before the scan data".into())
+            });
+        }
+        let header = self.tj.header(bytes).map_err(|e| (classify(&e.message, bytes), e.message))?;
+        let pixels = header.width as u64 * header.height as u64;
+        if pixels > opts.max_pixels {
+            return Err((
+                DecodeFailure::TooLarge,
+                format!(
+                    "{}x{} = {pixels} pixels exceeds the limit of {}",
+                    header.width, header.height, opts.max_pixels
+                ),
+            ));
+        }
+        if header.precision != 8 {
+            return Err((
+                DecodeFailure::Unsupported,
+                format!("{}-bit JPEG (only 8-bit is decoded)", header.precision),
+            ));
+        }
+        let orientation = if opts.apply_exif_orientation {
+            markers::jpeg_orientation(bytes).unwrap_or(1)
+        } else {
+            1
+        };
+        let num = match opts.dct_scale_floor {
+            Some((short_min, long_min)) => {
+                // Sides as they will be after orientation; scaling is symmetric, so only short/long matter.
+                let (short, long) =
+                    (header.width.min(header.height), header.width.max(header.height));
+                (1..=8)
+                    .find(|&n| {
+                        let s = |d: u32| (d as u64 * n as u64).div_ceil(8) as u32;
+                        s(short) >= short_min && s(long) >= long_min
+                    })
+                    .unwrap_or(8)
+            }
+            None => 8,
+        };
+        let cmyk = matches!(header.colorspace, jpeg::CS_CMYK | jpeg::CS_YCCK);
+        let mut out = Vec::new();
+        let target = if cmyk { &mut self.scratch } else { &mut out };
+        let (w, h, warning) =
+            self.tj.decompress(bytes, &header, num, cmyk, target).map_err(|e| {
+                if e.truncated {
+                    (DecodeFailure::Truncated, e.message)
+                } else {
+                    (classify(&e.message, bytes), e.message)
+                }
+            })?;
+        if cmyk {
+            out = cmyk_to_rgb(&self.scratch);
+        }
+        let mut image = RgbImage::try_from_vec(out, w, h).expect("decoder sized the buffer");
+        if orientation != 1 {
+            image = orient(&image, orientation);
+        }
+        Ok(Decoded {
+            image,
+            format: Format::Jpeg,
+            original_size: (header.width, header.height),
+            scale_eighths: num as u8,
+            warning,
+            cmyk,
+        })
+    }
+}
+
+/// Sorts libjpeg's fatal messages into [`DecodeFailure`]s.
+fn classify(message: &str, bytes: &[u8]) -> DecodeFailure {
+    let m = message.to_ascii_lowercase();
+    if m.contains("premature end") || m.contains("suspension") || (bytes.len() < 4) {
+        DecodeFailure::Truncated
+    } else if m.contains("unsupported") || m.contains("precision") || m.contains("not supported") {
+        DecodeFailure::Unsupported
+    } else {
+        DecodeFailure::Corrupt
+    }
+}
+
+/// PIL's CMYK → RGB after its JPEG plugin reads CMYK as Adobe-inverted ("CMYK;I"):
+/// with c' = 255 - C etc., R = nk - c'·nk/255 (rounded as PIL's MULDIV255), nk = 255 - k'.
+fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    let muldiv255 = |a: u32, b: u32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
+    };
+    let mut out = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for px in cmyk.chunks_exact(4) {
+        let nk = px[3] as u32; // 255 - (255 - K)
+        for &c in &px[..3] {
+            let ci = 255 - c as u32;
+            out.push((nk - muldiv255(ci, nk)) as u8);
+        }
+    }
+    out
+}
+
+/// Applies EXIF orientation `o` (2..=8) as PIL's `ImageOps.exif_transpose` does.
+fn orient(img: &RgbImage, o: u8) -> RgbImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let src = img.view().data();
+    let swap = o >= 5;
+    let (ow, oh) = if swap { (h, w) } else { (w, h) };
+    let mut out = vec![0u8; ow * oh * 3];
+    for y in 0..oh {
+        for x in 0..ow {
+            // Source coordinate of output (x, y) for each orientation.
+            let (sx, sy) = match o {
+                2 => (w - 1 - x, y),
+                3 => (w - 1 - x, h - 1 - y),
+                4 => (x, h - 1 - y),
+                5 => (y, x),
+                6 => (y, h - 1 - x),
+                7 => (w - 1 - y, h - 1 - x),
+                8 => (w - 1 - y, x),
+                _ => (x, y),
+            };
+            let (d, s) = ((y * ow + x) * 3, (sy * w + sx) * 3);
+            out[d..d + 3].copy_from_slice(&src[s..s + 3]);
+        }
+    }
+    RgbImage::try_from_vec(out, ow as u32, oh as u32).expect("sizes match")
+}
+
+/// PNG through the `image` crate, with the pixel limit checked from IHDR first. Alpha is
+/// dropped (not composited) and 16-bit samples keep their high byte, as PIL's convert("RGB").
+fn decode_png(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, (DecodeFailure, String)> {
+    let dims = bytes.get(16..24).map(|b| {
+        (u32::from_be_bytes([b[0], b[1], b[2], b[3]]), u32::from_be_bytes([b[4], b[5], b[6], b[7]]))
+    });
+    let (w, h) =
+        dims.ok_or((DecodeFailure::Truncated, "PNG shorter than its header".to_owned()))?;
+    if w as u64 * h as u64 > opts.max_pixels {
+        return Err((
+            DecodeFailure::TooLarge,
+            format!(
+                "{w}x{h} = {} pixels exceeds the limit of {}",
+                w as u64 * h as u64,
+                opts.max_pixels
+            ),
+        ));
+    }
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png).map_err(|e| {
+        let msg = e.to_string();
+        let kind = match &e {
+            image::ImageError::Unsupported(_) => DecodeFailure::Unsupported,
+            image::ImageError::Limits(_) => DecodeFailure::TooLarge,
+            _ if msg.contains("EOF") || msg.contains("end of") || msg.contains("unexpected") => {
+                DecodeFailure::Truncated
+            }
+            _ => DecodeFailure::Corrupt,
+        };
+        (kind, msg)
+    })?;
+    let rgb: Vec<u8> = match img {
+        image::DynamicImage::ImageRgb8(i) => i.into_raw(),
+        image::DynamicImage::ImageRgb16(i) => {
+            i.into_raw().iter().flat_map(|&v| [(v >> 8) as u8]).collect()
+        }
+        image::DynamicImage::ImageRgba16(i) => i
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
+            .collect(),
+        other => other.into_rgb8().into_raw(),
+    };
+    let image =
+        RgbImage::try_from_vec(rgb, w, h).map_err(|e| (DecodeFailure::Corrupt, e.to_string()))?;
+    Ok(Decoded {
+        image,
+        format: Format::Png,
+        original_size: (w, h),
+        scale_eighths: 8,
+        warning: None,
+        cmyk: false,
+    })
+}
+
+/// Encodes RGB as JPEG (baseline, 4:2:0) for `--encoding jpeg` shards. One per worker thread.
+pub struct JpegEncoder {
+    tj: jpeg::Handle,
+}
+
+impl Default for JpegEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JpegEncoder {
+    /// A new encoder.
+    pub fn new() -> Self {
+        Self { tj: jpeg::Handle::compressor() }
+    }
+
+    /// Encodes `img` at `quality` (1..=100) into `out` (cleared first).
+    pub fn encode(
+        &mut self,
+        img: crate::RgbRef<'_>,
+        quality: u8,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        self.tj
+            .compress_rgb(img.data(), img.width(), img.height(), quality.clamp(1, 100), out)
+            .map_err(|reason| Error::Encode {
+                what: format!("{}x{} image", img.width(), img.height()),
+                reason,
+            })
+    }
+}
+
+/// Decodes JPEG or PNG bytes (by content) to RGB at full size; `what` names them in errors.
+pub fn decode_rgb(bytes: &[u8], what: &str) -> Result<RgbImage, Error> {
+    Ok(Decoder::new().decode(bytes, what, &DecodeOptions::default())?.image)
+}
+
+/// Reads and decodes an image file at full size.
+pub fn open_rgb(path: &Path) -> Result<RgbImage, Error> {
+    let bytes =
+        std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    decode_rgb(&bytes, &path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests;

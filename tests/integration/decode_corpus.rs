@@ -1,0 +1,158 @@
+//! The decoder against Pillow on real odd files from other projects' test suites, and on
+//! imagenette224. Pillow's `open(p).convert("RGB")` (what ImageFolder does) is the reference,
+//! computed in the venv by python/decode_reference.py.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use twoview_pipeline::decode::{DecodeOptions, Decoder, Format, sniff};
+
+use crate::support;
+
+/// Pillow's verdict per relative path: Ok((w, h)) or Err(message).
+fn pillow_verdicts(out: &Path) -> BTreeMap<String, Result<(u32, u32), String>> {
+    std::fs::read_to_string(out.join("verdicts.tsv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let v = if f[1] == "ok" {
+                Ok((f[2].parse().unwrap(), f[3].parse().unwrap()))
+            } else {
+                Err(f[2].to_owned())
+            };
+            (f[0].to_owned(), v)
+        })
+        .collect()
+}
+
+struct Diff {
+    mean: f64,
+    max: u8,
+}
+
+fn diff(a: &[u8], b: &[u8]) -> Diff {
+    assert_eq!(a.len(), b.len());
+    let mut sum = 0u64;
+    let mut max = 0u8;
+    for (&x, &y) in a.iter().zip(b) {
+        let d = x.abs_diff(y);
+        sum += d as u64;
+        max = max.max(d);
+    }
+    Diff { mean: sum as f64 / a.len().max(1) as f64, max }
+}
+
+/// Tolerances, stated: JPEG through the same libjpeg-turbo arithmetic (islow IDCT, fancy
+/// upsampling) is byte-exact with Pillow; CMYK/YCCK go through PIL's own formula, exact too.
+/// PNG: exact, except 16-bit files where we keep the high byte and PIL rounds in places.
+const JPEG_MAX: u8 = 0;
+const PNG_MEAN: f64 = 0.5;
+const PNG_MAX: u8 = 1;
+
+/// Files Pillow refuses that we decode, each with why that is right (none the other way round).
+const KNOWN: &[(&str, &str)] = &[
+    (
+        "pillow-tests/1_trns.png",
+        "valid PNG; Pillow 12 raises TypeError converting its tRNS in mode 1",
+    ),
+    (
+        "pillow-tests/i_trns.png",
+        "valid PNG; Pillow 12 raises TypeError converting its tRNS in mode I",
+    ),
+    (
+        "pillow-tests/apng/chunk_no_fctl.png",
+        "APNG animation chunks out of order; the default image (IDAT) is intact",
+    ),
+    (
+        "pillow-tests/png_decompression_dos.png",
+        "Pillow's guard on a huge zTXt text chunk; we never read text chunks",
+    ),
+    (
+        "pillow-tests/unknown_compression_method.png",
+        "IHDR compression byte != 0; the png crate ignores it, the data inflates",
+    ),
+];
+
+#[test]
+fn corpus_decodes_like_pillow() {
+    let Some(corpus) = support::jpeg_corpus() else { return };
+    let reference = support::scratch_dir("decode_corpus_ref");
+    if support::venv_python("decode_reference.py", &[corpus.as_os_str(), reference.as_os_str()])
+        .is_none()
+    {
+        return;
+    }
+    let verdicts = pillow_verdicts(&reference);
+    assert!(verdicts.len() > 600, "corpus too small: {} files", verdicts.len());
+    let mut dec = Decoder::new();
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    let (mut exact, mut decoded, mut both_refused) = (0, 0, 0);
+    for (rel, pillow) in &verdicts {
+        let bytes = std::fs::read(corpus.join(rel)).unwrap();
+        // No panic on any input is part of the contract: a panic here fails the test.
+        let ours = dec.decode(&bytes, rel, &DecodeOptions::default());
+        let known = KNOWN.iter().find(|(k, _)| k == rel);
+        match (pillow, ours) {
+            (Ok((w, h)), Ok(d)) => {
+                decoded += 1;
+                if (d.image.width(), d.image.height()) != (*w, *h) {
+                    failures.push(format!(
+                        "{rel}: size {}x{} vs Pillow {w}x{h}",
+                        d.image.width(),
+                        d.image.height()
+                    ));
+                    continue;
+                }
+                let want = image::open(reference.join(format!("{rel}.png"))).unwrap().into_rgb8();
+                let dd = diff(d.image.data(), want.as_raw());
+                exact += (dd.max == 0) as usize;
+                let ok = match d.format {
+                    Format::Jpeg => dd.max <= JPEG_MAX,
+                    Format::Png => dd.mean <= PNG_MEAN && dd.max <= PNG_MAX,
+                };
+                if dd.max > 0 {
+                    report.push(format!(
+                        "{rel}: mean {:.3} max {} ({:?})",
+                        dd.mean, dd.max, d.format
+                    ));
+                }
+                if !ok && known.is_none() {
+                    failures.push(format!(
+                        "{rel}: pixels differ from Pillow: mean {:.3}, max {}",
+                        dd.mean, dd.max
+                    ));
+                }
+            }
+            (Ok(_), Err(e)) if known.is_none() => {
+                failures.push(format!("{rel}: Pillow decodes it, we refuse: {e}"))
+            }
+            (Err(p), Ok(_)) if known.is_none() => {
+                failures.push(format!("{rel}: Pillow refuses ({p}), we decode it"))
+            }
+            (Err(_), Err(e)) => {
+                both_refused += 1;
+                report.push(format!("{rel}: refused by both; ours: {e}"));
+            }
+            _ => {}
+        }
+    }
+    eprintln!(
+        "corpus: {} files, {decoded} decoded by both ({exact} byte-exact), {both_refused} refused by both\n  {}",
+        verdicts.len(),
+        report.join("\n  ")
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differences from Pillow:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // The comparison must have had teeth: JPEGs and PNGs, and some CMYK among them.
+    let jpegs = verdicts
+        .keys()
+        .filter(|k| sniff(&std::fs::read(corpus.join(k)).unwrap()) == Some(Format::Jpeg))
+        .count();
+    assert!(jpegs > 100 && decoded > 600, "jpegs {jpegs}, decoded {decoded}");
+}
