@@ -85,4 +85,36 @@ pub enum Error {
         /// fast_image_resize's message.
         reason: String,
     },
+    /// A dataset root that is not one of the layouts prep-shards reads.
+    #[error("{root}: {reason}")]
+    Layout {
+        /// The root.
+        root: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// A labels file line that does not parse.
+    #[error("{path}:{line}: {reason}")]
+    Labels {
+        /// The labels file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A shard folder that cannot be written or resumed.
+    #[error("{path}: {reason}")]
+    Output {
+        /// The output folder.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Stopped on request (e.g. Ctrl-C) between batches; finished work is kept for a rerun.
+    #[error("interrupted; finished shards are kept, rerun the same command to resume")]
+    Interrupted,
+    /// Reading or writing shards failed.
+    #[error(transparent)]
+    Format(#[from] twoview_formats::Error),
 }

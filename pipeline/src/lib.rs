@@ -27,6 +27,8 @@ pub mod decode;
 mod decode_find;
 mod error;
 mod image;
+pub mod prep;
+pub mod resize;
 pub mod rng;
 mod simd;
 

@@ -104,6 +104,9 @@ pub struct Decoded {
     pub original_size: (u32, u32),
     /// DCT scale used, in eighths (8 = full size).
     pub scale_eighths: u8,
+    /// Size the image has at full scale after orientation: what a full decode would give, and
+    /// what a resize target must be computed from (so DCT scaling never changes the output size).
+    pub full_size: (u32, u32),
     /// A libjpeg warning that did not stop the decode (Pillow ignores these too).
     pub warning: Option<String>,
     /// The colour space in the file was CMYK or YCCK.
@@ -226,6 +229,11 @@ impl Decoder {
             format: Format::Jpeg,
             original_size: (header.width, header.height),
             scale_eighths: num as u8,
+            full_size: if orientation >= 5 {
+                (header.height, header.width)
+            } else {
+                (header.width, header.height)
+            },
             warning,
             cmyk,
         })
@@ -338,6 +346,7 @@ fn decode_png(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, (DecodeFail
         format: Format::Png,
         original_size: (w, h),
         scale_eighths: 8,
+        full_size: (w, h),
         warning: None,
         cmyk: false,
     })

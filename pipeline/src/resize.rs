@@ -1,0 +1,160 @@
+//! Resizing a whole image to a storage size (prep-shards): shorter side (torchvision's
+//! `Resize(n)`) or longer side, through fast_image_resize's SIMD convolution.
+
+use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
+
+use crate::{Error, RgbImage, RgbRef};
+
+/// Which side to bring to the target size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fit {
+    /// Shorter side = n, aspect kept (the longer side truncated, as torchvision's `Resize(n)`).
+    ShortSide(u32),
+    /// Longer side = n, aspect kept.
+    MaxSide(u32),
+}
+
+/// The resampling filter (all antialiased when shrinking, as PIL and torchvision do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Filter {
+    /// Triangle filter: torchvision's `Resize` default.
+    Bilinear,
+    /// Catmull-Rom cubic.
+    Bicubic,
+    /// Lanczos, 3 lobes.
+    Lanczos3,
+}
+
+impl Filter {
+    fn alg(self) -> ResizeAlg {
+        ResizeAlg::Convolution(match self {
+            Self::Bilinear => FilterType::Bilinear,
+            Self::Bicubic => FilterType::CatmullRom,
+            Self::Lanczos3 => FilterType::Lanczos3,
+        })
+    }
+}
+
+impl Fit {
+    /// The output size for a `w`×`h` image; `upscale` allows growing, otherwise an image already
+    /// within the target keeps its size.
+    pub fn size(self, w: u32, h: u32, upscale: bool) -> (u32, u32) {
+        let (short, long) = (w.min(h), w.max(h));
+        let (new_short, new_long) = match self {
+            Self::ShortSide(n) => {
+                if short == n || (short < n && !upscale) {
+                    return (w, h);
+                }
+                (n, ((n as u64 * long as u64) / short as u64).max(1) as u32)
+            }
+            Self::MaxSide(n) => {
+                if long == n || (long < n && !upscale) {
+                    return (w, h);
+                }
+                (((n as u64 * short as u64) / long as u64).max(1) as u32, n)
+            }
+        };
+        if w <= h { (new_short, new_long) } else { (new_long, new_short) }
+    }
+
+    /// Minimum (short, long) sides a DCT-scaled decode must keep so that this fit still only
+    /// shrinks: the decoder may go down to it, never below.
+    pub fn dct_floor(self) -> (u32, u32) {
+        match self {
+            Self::ShortSide(n) => (n, 0),
+            Self::MaxSide(n) => (0, n),
+        }
+    }
+}
+
+/// A reusable resizer (one per worker thread).
+pub struct Resizer {
+    inner: fir::Resizer,
+}
+
+impl Default for Resizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Resizer {
+    /// A new resizer.
+    pub fn new() -> Self {
+        Self { inner: fir::Resizer::new() }
+    }
+
+    /// Resizes `src` to `w`×`h` with `filter`.
+    pub fn resize(
+        &mut self,
+        src: RgbRef<'_>,
+        w: u32,
+        h: u32,
+        filter: Filter,
+    ) -> Result<RgbImage, Error> {
+        let err = |reason: String| Error::Resize {
+            src_w: src.width(),
+            src_h: src.height(),
+            dst_w: w,
+            dst_h: h,
+            reason,
+        };
+        let mut out = RgbImage::new(w, h);
+        let src_img =
+            fir::images::ImageRef::new(src.width(), src.height(), src.data(), PixelType::U8x3)
+                .map_err(|e| err(e.to_string()))?;
+        let mut view = out.view_mut();
+        let mut dst_img = fir::images::Image::from_slice_u8(w, h, view.data(), PixelType::U8x3)
+            .map_err(|e| err(e.to_string()))?;
+        self.inner
+            .resize(&src_img, &mut dst_img, &ResizeOptions::new().resize_alg(filter.alg()))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Brings `img` to `fit` (no copy when the size does not change). `full_size` is the size
+    /// the image has at full scale: a DCT-scaled decode is resized to the size the full image
+    /// would get, so scaling never changes the output size.
+    pub fn fit(
+        &mut self,
+        img: RgbImage,
+        full_size: (u32, u32),
+        fit: Fit,
+        upscale: bool,
+        filter: Filter,
+    ) -> Result<RgbImage, Error> {
+        let (w, h) = fit.size(full_size.0, full_size.1, upscale);
+        if (w, h) == (img.width(), img.height()) {
+            return Ok(img);
+        }
+        self.resize(img.view(), w, h, filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_torchvision_resize() {
+        // torchvision: short = n, long = int(n * long / short).
+        assert_eq!(Fit::ShortSide(256).size(500, 375, false), (341, 256));
+        assert_eq!(Fit::ShortSide(256).size(375, 500, false), (256, 341));
+        assert_eq!(Fit::ShortSide(256).size(224, 224, false), (224, 224), "no upscale by default");
+        assert_eq!(Fit::ShortSide(256).size(224, 300, true), (256, 342));
+        assert_eq!(Fit::MaxSide(256).size(500, 375, false), (256, 192));
+        assert_eq!(Fit::MaxSide(256).size(10, 5000, false), (1, 256));
+    }
+
+    #[test]
+    fn resize_keeps_a_flat_colour_flat() {
+        let img = RgbImage::try_from_vec([10u8, 200, 30].repeat(500 * 375), 500, 375).unwrap();
+        let out = Resizer::new()
+            .fit(img, (500, 375), Fit::ShortSide(256), false, Filter::Bilinear)
+            .unwrap();
+        assert_eq!((out.width(), out.height()), (341, 256));
+        assert!(out.data().chunks(3).all(|p| p == [10, 200, 30]));
+    }
+}
