@@ -3,4 +3,5 @@
 mod augment_fidelity;
 mod decode_corpus;
 mod handoff;
+mod shards_pyarrow;
 mod support;

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 mod augment_preview;
 mod bench;
 mod info;
+mod prep_shards;
+mod progress;
+mod shards;
 
 /// Self-supervised ViT pretraining (MoCo v3) from memory-mapped Arrow shards.
 #[derive(Parser)]
@@ -26,6 +29,11 @@ enum Command {
     Bench(bench::Command),
     /// Print the libtorch this binary runs against, its devices and thread counts.
     Info(info::Args),
+    /// Decode and resize an image folder into memory-mapped Arrow shards (see --help).
+    PrepShards(prep_shards::Args),
+    /// Inspect, verify or show a shard folder.
+    #[command(subcommand)]
+    Shards(shards::Command),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +42,8 @@ fn main() -> ExitCode {
         Command::AugmentPreview(args) => augment_preview::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => bench::run(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Info(args) => info::run(&args),
+        Command::PrepShards(args) => prep_shards::run(&args),
+        Command::Shards(cmd) => shards::run(&cmd),
     };
     match result {
         Ok(code) => code,

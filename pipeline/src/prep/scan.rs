@@ -22,6 +22,7 @@ pub enum SplitSelection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
+    #[serde(rename = "imagenet")]
     /// `ROOT/train/<class>/…` and `ROOT/val/<class>/…` or a flat `ROOT/val/` with a labels file
     /// (also the Kaggle release: `ROOT/ILSVRC/Data/CLS-LOC/{train,val}` + `LOC_val_solution.csv`).
     ImageNet,
