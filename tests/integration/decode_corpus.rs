@@ -138,8 +138,27 @@ fn corpus_decodes_like_pillow() {
             _ => {}
         }
     }
+    // EXIF orientation, when asked for, matches PIL's ImageOps.exif_transpose.
+    let mut oriented = 0;
+    for rel in verdicts.keys() {
+        let want = reference.join(format!("{rel}.oriented.png"));
+        if !want.exists() {
+            continue;
+        }
+        let bytes = std::fs::read(corpus.join(rel)).unwrap();
+        let opts = DecodeOptions { apply_exif_orientation: true, ..Default::default() };
+        let d = dec.decode(&bytes, rel, &opts).unwrap();
+        let want = image::open(want).unwrap().into_rgb8();
+        assert_eq!((d.image.width(), d.image.height()), want.dimensions(), "{rel}: oriented size");
+        assert!(
+            d.image.data() == want.as_raw().as_slice(),
+            "{rel}: oriented pixels differ from exif_transpose"
+        );
+        oriented += 1;
+    }
+    assert!(oriented >= 7, "only {oriented} files with an EXIF orientation were compared");
     eprintln!(
-        "corpus: {} files, {decoded} decoded by both ({exact} byte-exact), {both_refused} refused by both\n  {}",
+        "corpus: {oriented} EXIF-oriented files equal to exif_transpose; {} files, {decoded} decoded by both ({exact} byte-exact), {both_refused} refused by both\n  {}",
         verdicts.len(),
         report.join("\n  ")
     );
@@ -155,4 +174,38 @@ fn corpus_decodes_like_pillow() {
         .filter(|k| sniff(&std::fs::read(corpus.join(k)).unwrap()) == Some(Format::Jpeg))
         .count();
     assert!(jpegs > 100 && decoded > 600, "jpegs {jpegs}, decoded {decoded}");
+}
+
+/// Variants of a real photo that ImageNet-like folders hold (CMYK, grayscale, progressive,
+/// 4:4:4/4:2:2, restart markers, a PNG named .JPEG, RGBA/palette/gray PNGs), made by Pillow:
+/// every one byte-exact with Pillow's convert("RGB").
+#[test]
+fn odd_variants_of_a_photo_decode_exactly_like_pillow() {
+    let Some(imagenette) = support::imagenette() else { return };
+    let photo = &support::imagenette_sample(&imagenette, 1, 1)[0];
+    let odd = support::scratch_dir("decode_odd");
+    let reference = support::scratch_dir("decode_odd_ref");
+    if support::venv_python(
+        "decode_reference.py",
+        &["--make-odd".as_ref(), photo.as_os_str(), odd.as_os_str()],
+    )
+    .is_none()
+    {
+        return;
+    }
+    support::venv_python("decode_reference.py", &[odd.as_os_str(), reference.as_os_str()]).unwrap();
+    let verdicts = pillow_verdicts(&reference);
+    assert_eq!(verdicts.len(), 10);
+    let mut dec = Decoder::new();
+    for (rel, pillow) in &verdicts {
+        assert!(pillow.is_ok(), "{rel}: Pillow refused its own file");
+        let d = dec
+            .decode(&std::fs::read(odd.join(rel)).unwrap(), rel, &DecodeOptions::default())
+            .unwrap();
+        let want = image::open(reference.join(format!("{rel}.png"))).unwrap().into_rgb8();
+        assert_eq!((d.image.width(), d.image.height()), want.dimensions(), "{rel}");
+        let dd = diff(d.image.data(), want.as_raw());
+        assert_eq!(dd.max, 0, "{rel}: mean {:.3} max {} vs Pillow", dd.mean, dd.max);
+        assert_eq!(d.cmyk, rel == "cmyk.jpg", "{rel}");
+    }
 }

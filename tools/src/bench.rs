@@ -14,6 +14,24 @@ use twoview_pipeline::{RgbImage, decode};
 pub enum Command {
     /// Two-view augmentation from decoded pixels: pairs/s on one core, and the cost of each op.
     Augment(AugmentArgs),
+    /// JPEG decode and decode+resize from bytes in memory: images/s on one core.
+    Decode(DecodeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    /// Image files or folders.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many files to cycle through.
+    #[arg(long, default_value_t = 200)]
+    n_images: usize,
+    /// Resize target: shorter side (torchvision Resize(n)), bilinear.
+    #[arg(long, default_value_t = 256)]
+    short_side: u32,
+    /// Label for the JSON line.
+    #[arg(long, default_value = "images")]
+    label: String,
 }
 
 #[derive(clap::Args)]
@@ -43,6 +61,7 @@ pub struct AugmentArgs {
 pub fn run(cmd: &Command) -> anyhow::Result<()> {
     match cmd {
         Command::Augment(args) => augment(args),
+        Command::Decode(args) => decode_bench(args),
     }
 }
 
@@ -156,6 +175,62 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
         "JSON {{\"impl\": \"twoview\", \"pairs_per_s\": {:.1}, \"op_us\": {{{}}}}}",
         1.0 / pair_s,
         fields.join(", ")
+    );
+    Ok(())
+}
+
+fn decode_bench(args: &DecodeArgs) -> anyhow::Result<()> {
+    use twoview_pipeline::decode::{DecodeOptions, Decoder};
+    use twoview_pipeline::resize::{Filter, Fit, Resizer};
+    let paths = decode::find_images(&args.images, args.n_images)?;
+    anyhow::ensure!(!paths.is_empty(), "no images in {:?}", args.images);
+    let files: Vec<Vec<u8>> = paths.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+    let n = files.len();
+    let mut dec = Decoder::new();
+    let mut resizer = Resizer::new();
+    let fit = Fit::ShortSide(args.short_side);
+    let full = DecodeOptions::default();
+    let scaled = DecodeOptions { dct_scale_floor: Some(fit.dct_floor()), ..full };
+    let calls = n.max(100);
+    let mut pixels = 0u64;
+    let first = dec.decode(&files[0], "bench", &full)?;
+    println!(
+        "decode bench: {n} files like {}x{}, resize to shorter side {}, 1 thread",
+        first.image.width(),
+        first.image.height(),
+        args.short_side
+    );
+    let t_decode = time_per_call(calls, |i| {
+        let d = dec.decode(&files[i % n], "bench", &full).expect("decodes");
+        pixels += d.image.data().len() as u64;
+    });
+    let t_image_crate = time_per_call(calls, |i| {
+        let img = image::load_from_memory(&files[i % n]).expect("decodes").into_rgb8();
+        pixels += img.len() as u64;
+    });
+    let mut resize_run = |opts: &DecodeOptions| {
+        time_per_call(calls, |i| {
+            let d = dec.decode(&files[i % n], "bench", opts).expect("decodes");
+            let out =
+                resizer.fit(d.image, d.full_size, fit, false, Filter::Bilinear).expect("resizes");
+            pixels += out.data().len() as u64;
+        })
+    };
+    let t_full_resize = resize_run(&full);
+    let t_dct_resize = resize_run(&scaled);
+    std::hint::black_box(pixels);
+    let per_s = |t: f64| 1.0 / t;
+    println!("  decode (libjpeg-turbo 3.1, raw tj3):      {:8.0} images/s", per_s(t_decode));
+    println!("  decode (image crate / zune-jpeg):         {:8.0} images/s", per_s(t_image_crate));
+    println!("  decode + resize, full-size decode:        {:8.0} images/s", per_s(t_full_resize));
+    println!("  decode + resize, DCT-scaled decode:       {:8.0} images/s", per_s(t_dct_resize));
+    println!(
+        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"decode\": {:.1}, \"decode_image_crate\": {:.1}, \"decode_resize\": {:.1}, \"decode_resize_dct\": {:.1}}}",
+        args.label,
+        per_s(t_decode),
+        per_s(t_image_crate),
+        per_s(t_full_resize),
+        per_s(t_dct_resize)
     );
     Ok(())
 }

@@ -197,11 +197,15 @@ impl Decoder {
                 // Sides as they will be after orientation; scaling is symmetric, so only short/long matter.
                 let (short, long) =
                     (header.width.min(header.height), header.width.max(header.height));
-                (1..=8)
+                // Only the power-of-two scales: libjpeg-turbo's 3/8, 5/8, 6/8, 7/8 IDCTs have no
+                // SIMD and cost more than decoding at full size and resizing (docs/benchmarks.md).
+                [1u32, 2, 4, 8]
+                    .into_iter()
                     .find(|&n| {
                         let s = |d: u32| (d as u64 * n as u64).div_ceil(8) as u32;
                         s(short) >= short_min && s(long) >= long_min
                     })
+                    .map(|n| n as i32)
                     .unwrap_or(8)
             }
             None => 8,

@@ -45,9 +45,11 @@ fn dct_scaling_picks_the_smallest_scale_that_keeps_the_floor() {
     let jpeg = jpeg_of(&gradient(640, 480), 90);
     let mut dec = Decoder::new();
     let opts = |floor| DecodeOptions { dct_scale_floor: Some(floor), ..Default::default() };
-    // short side 480 -> >= 256 needs 5/8 (300); 4/8 gives 240.
+    // Power-of-two scales only: short side 480 -> >= 256 needs more than 4/8 (240): full size.
     let d = dec.decode(&jpeg, "g", &opts((256, 0))).unwrap();
-    assert_eq!((d.scale_eighths, d.image.width(), d.image.height()), (5, 400, 300));
+    assert_eq!((d.scale_eighths, d.image.width(), d.image.height()), (8, 640, 480));
+    let d = dec.decode(&jpeg, "g", &opts((240, 0))).unwrap();
+    assert_eq!((d.scale_eighths, d.image.width(), d.image.height()), (4, 320, 240));
     let d = dec.decode(&jpeg, "g", &opts((60, 0))).unwrap();
     assert_eq!((d.scale_eighths, d.image.width(), d.image.height()), (1, 80, 60));
     let d = dec.decode(&jpeg, "g", &opts((481, 0))).unwrap();
