@@ -10,7 +10,7 @@ scripts/setup-venv.sh
 cargo build --release --locked -p twoview-tools >/dev/null
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
-ours=$(taskset -c 0 target/release/twoview bench augment "$images" --pairs 1000 | tee /dev/stderr | sed -n 's/^JSON //p')
+ours=$(taskset -c 0 target/release/twoview bench augment "$images" --pairs 1000 | tee >(cat >&2) | sed -n 's/^JSON //p')
 theirs=$(OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python python/bench_augment.py "$images" --pairs 300 | sed -n 's/^JSON //p')
 .venv/bin/python - "$ours" "$theirs" <<'PY'
 import json, sys

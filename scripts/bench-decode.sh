@@ -23,8 +23,8 @@ one() { taskset -c 0 "$@"; }
 results=()
 for set in small:128 big:256 large:256; do
   name=${set%%:*} side=${set##*:}
-  results+=("$(one target/release/twoview bench decode "$work/$name" --short-side "$side" --label "$name" | tee /dev/stderr | sed -n 's/^JSON //p')")
-  results+=("$(OMP_NUM_THREADS=1 one .venv/bin/python python/bench_decode.py run "$work/$name" --short-side "$side" --label "$name" | tee /dev/stderr | sed -n 's/^JSON //p')")
+  results+=("$(one target/release/twoview bench decode "$work/$name" --short-side "$side" --label "$name" | tee >(cat >&2) | sed -n 's/^JSON //p')")
+  results+=("$(OMP_NUM_THREADS=1 one .venv/bin/python python/bench_decode.py run "$work/$name" --short-side "$side" --label "$name" | tee >(cat >&2) | sed -n 's/^JSON //p')")
   # Whole prep-shards on one core: read, decode, resize, write raw shards (+ fsync); the rate
   # is prep-shards' own (from the scan to the manifest, process start-up excluded).
   rate=$(one target/release/twoview prep-shards "$work/$name" --out "$work/shards-$name" --short-side "$side" --threads 1 2>/dev/null \

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
+/// (key, label, height, width, encoding, pixels)
+type OwnedRow = (String, i32, u16, u16, Encoding, Vec<u8>);
+
 /// Deterministic rows of varied shapes and both encodings.
-fn sample_rows(n: usize) -> Vec<(String, i32, u16, u16, Encoding, Vec<u8>)> {
+fn sample_rows(n: usize) -> Vec<OwnedRow> {
     (0..n)
         .map(|i| {
             let (h, w) = (1 + (i % 7) as u16, 1 + (i % 5) as u16);
@@ -28,11 +31,7 @@ fn sample_rows(n: usize) -> Vec<(String, i32, u16, u16, Encoding, Vec<u8>)> {
         .collect()
 }
 
-fn write_shard(
-    path: &Path,
-    rows: &[(String, i32, u16, u16, Encoding, Vec<u8>)],
-    batch_rows: usize,
-) -> ShardInfo {
+fn write_shard(path: &Path, rows: &[OwnedRow], batch_rows: usize) -> ShardInfo {
     let mut w = ShardWriter::create(path, batch_rows).unwrap();
     for (key, label, h, wd, enc, px) in rows {
         w.push(&Row { key, label: *label, height: *h, width: *wd, encoding: *enc, pixels: px })
