@@ -114,6 +114,20 @@ pub enum Error {
     /// Stopped on request (e.g. Ctrl-C) between batches; finished work is kept for a rerun.
     #[error("interrupted; finished shards are kept, rerun the same command to resume")]
     Interrupted,
+    /// A loader that cannot start as configured.
+    #[error("loader: {reason}")]
+    Loader {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A shard row the loader could not turn into views.
+    #[error("{row}: {reason}")]
+    BadRow {
+        /// Shard file, row in it, and key.
+        row: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Reading or writing shards failed.
     #[error(transparent)]
     Format(#[from] twoview_formats::Error),

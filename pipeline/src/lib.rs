@@ -27,6 +27,7 @@ pub mod decode;
 mod decode_find;
 mod error;
 mod image;
+pub mod loader;
 pub mod prep;
 pub mod resize;
 pub mod rng;

@@ -16,6 +16,36 @@ pub enum Command {
     Augment(AugmentArgs),
     /// JPEG decode and decode+resize from bytes in memory: images/s on one core.
     Decode(DecodeArgs),
+    /// The prefetching loader end to end from shards: pairs/s, data-wait, peak RSS.
+    Loader(LoaderArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LoaderArgs {
+    /// Shard folder (prep-shards output).
+    shards: PathBuf,
+    /// Split to read.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// View side.
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Batches to time (after 3 warm-up batches).
+    #[arg(long, default_value_t = 60)]
+    batches: usize,
+    /// Simulated training step per batch, as a fraction of the loader's measured time per batch
+    /// (0 = consume as fast as possible; 0.9 = a step that needs 90 % of the loader's capacity).
+    #[arg(long, default_value_t = 0.0)]
+    step_fraction: f64,
+    /// Label for the JSON line.
+    #[arg(long, default_value = "loader")]
+    label: String,
 }
 
 #[derive(clap::Args)]
@@ -62,6 +92,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<()> {
     match cmd {
         Command::Augment(args) => augment(args),
         Command::Decode(args) => decode_bench(args),
+        Command::Loader(args) => loader_bench(args),
     }
 }
 
@@ -231,6 +262,75 @@ fn decode_bench(args: &DecodeArgs) -> anyhow::Result<()> {
         per_s(t_image_crate),
         per_s(t_full_resize),
         per_s(t_dct_resize)
+    );
+    Ok(())
+}
+
+/// A `/proc/self/status` field in MB (VmHWM: peak resident incl. mapped shard pages, which the
+/// kernel can drop; RssAnon: the process's own memory now).
+fn status_mb(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(|l| l.to_owned()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use twoview_pipeline::loader::{HeapAlloc, Loader, LoaderConfig};
+    let set = twoview_formats::ShardSet::open(&args.shards, &args.split)?;
+    let rows = set.len();
+    let cfg = LoaderConfig {
+        threads: args.threads,
+        prefetch: 4,
+        ..LoaderConfig::new(args.batch, args.size)
+    };
+    let run = |step: Duration| -> anyhow::Result<(f64, f64)> {
+        let mut loader =
+            Loader::new(set.clone(), Recipe::mocov3_vit(), cfg.clone(), Arc::new(HeapAlloc))?;
+        for _ in 0..3 {
+            loader.next_batch().expect("endless")?;
+        }
+        let wait0 = loader.stats().wait;
+        let t = Instant::now();
+        let mut pairs = 0usize;
+        for _ in 0..args.batches {
+            let b = loader.next_batch().expect("endless")?;
+            pairs += b.len;
+            std::hint::black_box(b.pixels()[0]);
+            if !step.is_zero() {
+                let s = Instant::now();
+                while s.elapsed() < step {
+                    std::hint::spin_loop(); // a busy "GPU step" on the consumer thread
+                }
+            }
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let wait = (loader.stats().wait - wait0).as_secs_f64();
+        Ok((pairs as f64 / wall, wait / wall))
+    };
+    let (pairs_per_s, _) = run(Duration::ZERO)?;
+    let (mut with_step, mut wait_frac) = (pairs_per_s, 1.0);
+    if args.step_fraction > 0.0 {
+        let step = Duration::from_secs_f64(args.batch as f64 / pairs_per_s * args.step_fraction);
+        (with_step, wait_frac) = run(step)?;
+    }
+    let (rss, anon) = (status_mb("VmHWM:"), status_mb("RssAnon:"));
+    println!(
+        "loader bench: {rows} rows, batch {} of {}x{} pairs, {} worker threads: {pairs_per_s:.0} pairs/s; \
+         with a step of {:.0} % of that: {with_step:.0} pairs/s, data-wait {:.1} % of wall; peak RSS {rss:.0} MB (of it anonymous now: {anon:.0} MB)",
+        args.batch,
+        args.size,
+        args.size,
+        args.threads,
+        args.step_fraction * 100.0,
+        wait_frac * 100.0
+    );
+    println!(
+        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
+        args.label, args.threads, args.step_fraction
     );
     Ok(())
 }

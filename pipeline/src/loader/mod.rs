@@ -1,0 +1,414 @@
+//! The prefetching loader: two-view batches from mapped shards into a ring of reusable
+//! batch buffers, handed to the consumer in order through a bounded channel.
+//!
+//! One producer thread walks the [`Sampler`]'s batches from a [`Cursor`]; for each batch it takes
+//! a free buffer from the ring (waiting when all are in use: memory is bounded by ring size ×
+//! batch size, whatever the dataset size), fills its slots in parallel on a rayon pool — each
+//! worker reads its row's pixels in place from the map (raw rows are not copied; JPEG rows are
+//! decoded once) and writes both views straight into the slot — and sends the [`Batch`]. Dropping
+//! a `Batch` returns its buffer to the ring. The layout is `[B, 2, H, W, 3]` u8: sample `i`'s view
+//! `v` is `pixels()[(2 * i + v) * H * W * 3..]`.
+
+mod buffer;
+mod sampler;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rayon::prelude::*;
+use twoview_formats::{Encoding, ShardSet};
+
+pub use buffer::{ALIGN, BatchAlloc, BatchBuffer, HeapAlloc};
+pub use sampler::{Cursor, Sampler};
+
+use crate::augment::{Augmenter, Recipe};
+use crate::decode::{DecodeOptions, Decoder};
+use crate::{Error, RgbImage, RgbMut, RgbRef};
+
+/// What to do with a row that cannot be read or decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadRowPolicy {
+    /// Stop: the loader yields an error naming the shard and row.
+    Fail,
+    /// Use the next good row (in row order, deterministic) in its place, and count it.
+    Replace,
+}
+
+/// Loader settings.
+#[derive(Clone, Debug)]
+pub struct LoaderConfig {
+    /// Samples per batch (per rank).
+    pub batch_size: usize,
+    /// View height.
+    pub height: u32,
+    /// View width.
+    pub width: u32,
+    /// Seed of the permutations and the augmentation.
+    pub seed: u64,
+    /// This process's rank.
+    pub rank: u64,
+    /// Number of ranks.
+    pub world: u64,
+    /// Drop the incomplete last batch (and the ranks' remainder).
+    pub drop_last: bool,
+    /// Worker threads.
+    pub threads: usize,
+    /// Batches prepared ahead of the consumer.
+    pub prefetch: usize,
+    /// Where to start (a saved cursor resumes a run).
+    pub start: Cursor,
+    /// Stop after this epoch (exclusive); `None` runs forever.
+    pub end_epoch: Option<u64>,
+    /// Bad rows.
+    pub on_bad_row: BadRowPolicy,
+    /// Thread name prefix (Linux shows 15 characters).
+    pub name: String,
+}
+
+impl LoaderConfig {
+    /// Defaults for `batch_size` views of `size`×`size`: all cores but one, 4 batches ahead,
+    /// drop_last, one rank, fail on bad rows.
+    pub fn new(batch_size: usize, size: u32) -> Self {
+        let threads =
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+        Self {
+            batch_size,
+            height: size,
+            width: size,
+            seed: 0,
+            rank: 0,
+            world: 1,
+            drop_last: true,
+            threads,
+            prefetch: 4,
+            start: Cursor::default(),
+            end_epoch: None,
+            on_bad_row: BadRowPolicy::Fail,
+            name: "twoview-load".into(),
+        }
+    }
+}
+
+/// One batch of two-view samples. Dropping it returns its buffer to the loader's ring.
+pub struct Batch {
+    buffer: Option<BatchBuffer>,
+    ring: Sender<BatchBuffer>,
+    /// Where this batch is in the stream.
+    pub cursor: Cursor,
+    /// The cursor to save to resume *after* this batch.
+    pub next_cursor: Cursor,
+    /// Samples in the batch (the last batch of an epoch may be short without drop_last).
+    pub len: usize,
+    /// Class labels, one per sample.
+    pub labels: Vec<i32>,
+    /// Global row indices, one per sample (a replaced bad row shows its replacement).
+    pub rows: Vec<u64>,
+    /// Bad rows replaced in this batch (policy `Replace`).
+    pub replaced: u32,
+    view_bytes: usize,
+}
+
+impl Batch {
+    /// The batch's pixels, `[len, 2, H, W, 3]` u8 (a prefix of the buffer).
+    pub fn pixels(&self) -> &[u8] {
+        &self.buffer.as_ref().expect("present until drop").as_slice()
+            [..self.len * 2 * self.view_bytes]
+    }
+
+    /// View `v` (0 or 1) of sample `i`.
+    pub fn view(&self, i: usize, v: usize) -> &[u8] {
+        let at = (2 * i + v) * self.view_bytes;
+        &self.pixels()[at..at + self.view_bytes]
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            let _ = self.ring.try_send(b); // the loader is gone: the buffer is simply freed
+        }
+    }
+}
+
+/// Consumer-side counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoaderStats {
+    /// Batches handed out.
+    pub batches: u64,
+    /// Total time the consumer waited for batches.
+    pub wait: Duration,
+    /// Wait for the most recent batch.
+    pub last_wait: Duration,
+    /// Bad rows replaced so far.
+    pub replaced: u64,
+}
+
+/// The loader. Iterate it (or call [`Loader::next_batch`]); drop it to stop all its threads.
+pub struct Loader {
+    rx: Option<Receiver<Result<Batch, Error>>>,
+    stop: Arc<AtomicBool>,
+    producer: Option<JoinHandle<()>>,
+    stats: LoaderStats,
+    sampler: Sampler,
+}
+
+/// Per-worker tools, one per pool thread.
+struct Worker {
+    aug: Augmenter,
+    decoder: Decoder,
+    decoded: Option<RgbImage>,
+}
+
+impl Loader {
+    /// Starts loading `set` with `recipe`; buffers come from `alloc`.
+    pub fn new(
+        set: ShardSet,
+        recipe: Recipe,
+        cfg: LoaderConfig,
+        alloc: Arc<dyn BatchAlloc>,
+    ) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::Loader { reason };
+        if set.is_empty() {
+            return Err(invalid(format!(
+                "{} split {:?} has no rows",
+                set.dir().display(),
+                set.split()
+            )));
+        }
+        if cfg.batch_size == 0
+            || cfg.world == 0
+            || cfg.rank >= cfg.world
+            || cfg.height == 0
+            || cfg.width == 0
+        {
+            return Err(invalid(format!(
+                "batch_size {}, rank {} of {}, views {}x{}: need batch_size > 0, rank < world, views > 0",
+                cfg.batch_size, cfg.rank, cfg.world, cfg.width, cfg.height
+            )));
+        }
+        let sampler = Sampler {
+            rows: set.len(),
+            seed: cfg.seed,
+            rank: cfg.rank,
+            world: cfg.world,
+            batch_size: cfg.batch_size as u64,
+            drop_last: cfg.drop_last,
+        };
+        if sampler.batches_per_epoch() == 0 {
+            return Err(invalid(format!(
+                "{} rows over {} ranks make no full batch of {} (drop_last)",
+                set.len(),
+                cfg.world,
+                cfg.batch_size
+            )));
+        }
+        let view_bytes = cfg.height as usize * cfg.width as usize * 3;
+        let ring_size = cfg.prefetch.max(1) + 2; // prefetched + one being filled + one held
+        let (ring_tx, ring_rx) = crossbeam_channel::bounded(ring_size);
+        for _ in 0..ring_size {
+            let b = BatchBuffer::new(cfg.batch_size * 2 * view_bytes, alloc.clone())
+                .ok_or_else(|| invalid("cannot allocate batch buffers".into()))?;
+            ring_tx.send(b).expect("ring has room");
+        }
+        let name = cfg.name.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads.max(1))
+            .thread_name(move |i| format!("{name}{i}"))
+            .build()
+            .map_err(|e| invalid(format!("worker pool: {e}")))?;
+        let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(cfg.name.clone())
+                .spawn(move || {
+                    produce(set, recipe, cfg, sampler, pool, ring_tx, ring_rx, tx, stop, view_bytes)
+                })
+                .map_err(|e| invalid(format!("cannot start the loader thread: {e}")))?
+        };
+        Ok(Self {
+            rx: Some(rx),
+            stop,
+            producer: Some(producer),
+            stats: LoaderStats::default(),
+            sampler,
+        })
+    }
+
+    /// The next batch (`None` after `end_epoch`), timing how long the caller waited.
+    pub fn next_batch(&mut self) -> Option<Result<Batch, Error>> {
+        let t = Instant::now();
+        let got = self.rx.as_ref()?.recv().ok();
+        let waited = t.elapsed();
+        self.stats.wait += waited;
+        self.stats.last_wait = waited;
+        if let Some(Ok(b)) = &got {
+            self.stats.batches += 1;
+            self.stats.replaced += b.replaced as u64;
+        }
+        got
+    }
+
+    /// Consumer-side counters so far.
+    pub fn stats(&self) -> LoaderStats {
+        self.stats
+    }
+
+    /// The sampler (batches per epoch, rows per rank).
+    pub fn sampler(&self) -> &Sampler {
+        &self.sampler
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Batch, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch()
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        drop(self.rx.take()); // unblocks a producer waiting to send
+        if let Some(h) = self.producer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    set: ShardSet,
+    recipe: Recipe,
+    cfg: LoaderConfig,
+    sampler: Sampler,
+    pool: rayon::ThreadPool,
+    ring_tx: Sender<BatchBuffer>,
+    ring_rx: Receiver<BatchBuffer>,
+    tx: Sender<Result<Batch, Error>>,
+    stop: Arc<AtomicBool>,
+    view_bytes: usize,
+) {
+    let workers: Vec<Mutex<Worker>> = (0..pool.current_num_threads())
+        .map(|_| {
+            Mutex::new(Worker { aug: Augmenter::new(), decoder: Decoder::new(), decoded: None })
+        })
+        .collect();
+    let mut cursor = cfg.start;
+    let mut epoch_rows: Option<(u64, Vec<u64>)> = None;
+    while !stop.load(Ordering::Relaxed) && cfg.end_epoch.is_none_or(|e| cursor.epoch < e) {
+        if epoch_rows.as_ref().is_none_or(|(e, _)| *e != cursor.epoch) {
+            epoch_rows = Some((cursor.epoch, sampler.epoch_rows(cursor.epoch)));
+        }
+        let rows =
+            sampler.batch_rows(&epoch_rows.as_ref().expect("set above").1, cursor.batch).to_vec();
+        let mut buffer = loop {
+            match ring_rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(b) => break b,
+                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
+                Err(_) => return,
+            }
+        };
+        let pair_bytes = 2 * view_bytes;
+        let filled: Result<Vec<(i32, u64, bool)>, Error> = pool.install(|| {
+            buffer.as_mut_slice()[..rows.len() * pair_bytes]
+                .par_chunks_mut(pair_bytes)
+                .zip(rows.par_iter())
+                .map(|(slot, &row)| {
+                    let me = rayon::current_thread_index().expect("inside the pool");
+                    let mut w = workers[me].lock().expect("a worker never panics holding its lock");
+                    fill_slot(&mut w, &set, &recipe, &cfg, cursor.epoch, row, slot, view_bytes)
+                })
+                .collect()
+        });
+        let item = filled.map(|samples| Batch {
+            len: samples.len(),
+            labels: samples.iter().map(|s| s.0).collect(),
+            rows: samples.iter().map(|s| s.1).collect(),
+            replaced: samples.iter().filter(|s| s.2).count() as u32,
+            buffer: Some(buffer),
+            ring: ring_tx.clone(),
+            cursor,
+            next_cursor: sampler.next(cursor),
+            view_bytes,
+        });
+        let failed = item.is_err();
+        if tx.send(item).is_err() || failed {
+            return;
+        }
+        cursor = sampler.next(cursor);
+    }
+}
+
+/// Both views of `row` into `slot`; under `Replace`, bad rows give way to the next good one.
+/// Returns (label, row used, replaced).
+#[allow(clippy::too_many_arguments)]
+fn fill_slot(
+    w: &mut Worker,
+    set: &ShardSet,
+    recipe: &Recipe,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    row: u64,
+    slot: &mut [u8],
+    view_bytes: usize,
+) -> Result<(i32, u64, bool), Error> {
+    let tries = if cfg.on_bad_row == BadRowPolicy::Replace { 16.min(set.len()) } else { 1 };
+    let mut first_err = None;
+    for k in 0..tries {
+        let r = (row + k) % set.len();
+        match two_views_of(w, set, recipe, cfg, epoch, r, slot, view_bytes) {
+            Ok(label) => return Ok((label, r, k > 0)),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.expect("at least one try"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn two_views_of(
+    w: &mut Worker,
+    set: &ShardSet,
+    recipe: &Recipe,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    row: u64,
+    slot: &mut [u8],
+    view_bytes: usize,
+) -> Result<i32, Error> {
+    let r = set.row(row)?;
+    let where_ = || {
+        let (s, i) = set.locate(row).expect("row exists");
+        format!("{}, row {i} ({})", set.shards()[s].path().display(), r.key)
+    };
+    let bad = |reason: String| Error::BadRow { row: where_(), reason };
+    let src = match r.encoding {
+        Encoding::RawRgb => RgbRef::try_new(r.pixels, r.width as u32, r.height as u32)
+            .map_err(|e| bad(e.to_string()))?,
+        Encoding::Jpeg => {
+            let d = w
+                .decoder
+                .decode(r.pixels, r.key, &DecodeOptions::default())
+                .map_err(|e| bad(e.to_string()))?;
+            w.decoded = Some(d.image);
+            w.decoded.as_ref().expect("just set").view()
+        }
+    };
+    let (a, b) = slot.split_at_mut(view_bytes);
+    let mut a = RgbMut::try_new(a, cfg.width, cfg.height)?;
+    let mut b = RgbMut::try_new(b, cfg.width, cfg.height)?;
+    w.aug
+        .two_views(recipe, src, (cfg.seed, epoch, row), &mut a, &mut b)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(r.label)
+}
+
+#[cfg(test)]
+mod tests;
