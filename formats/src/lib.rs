@@ -31,6 +31,7 @@ mod schema;
 mod set;
 mod writer;
 
+pub use arrow_buffer::Buffer;
 pub use error::Error;
 pub use manifest::{MANIFEST_FILE, Manifest, ShardInfo, Skipped, SplitManifest};
 pub use reader::{Shard, file_checksum};

@@ -149,6 +149,23 @@ impl Shard {
         })
     }
 
+    /// The pixel bytes of rows `first..first + count` as one Arrow buffer pointing into the map,
+    /// when they lie in one record batch (then they are contiguous); `None` otherwise.
+    pub fn contiguous_pixels(&self, first: u64, count: u64) -> Option<Buffer> {
+        if count == 0 || first + count > self.num_rows() {
+            return None;
+        }
+        let b = self.starts.partition_point(|&s| s <= first) - 1;
+        let j = (first - self.starts[b]) as usize;
+        let c = &self.batches[b];
+        if j + count as usize > c.pixels.len() {
+            return None;
+        }
+        let offsets = c.pixels.value_offsets();
+        let (start, end) = (offsets[j] as usize, offsets[j + count as usize] as usize);
+        Some(c.pixels.values().slice_with_length(start, end - start))
+    }
+
     /// Iterates over all rows in order.
     pub fn rows(&self) -> impl Iterator<Item = Row<'_>> + '_ {
         (0..self.num_rows()).map(|i| self.row(i).expect("in range"))

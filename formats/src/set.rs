@@ -87,6 +87,13 @@ impl ShardSet {
         self.shards[s].row(i)
     }
 
+    /// Rows `first..first + count` as one buffer into the map when contiguous (one record batch
+    /// of one shard); see [`Shard::contiguous_pixels`].
+    pub fn contiguous_pixels(&self, first: u64, count: u64) -> Option<arrow_buffer::Buffer> {
+        let (s, i) = self.locate(first).ok()?;
+        self.shards[s].contiguous_pixels(i, count)
+    }
+
     /// Re-hashes every shard file and compares with the manifest.
     pub fn verify_checksums(&self) -> Result<(), Error> {
         let entries = &self.manifest.split(&self.dir, &self.split)?.shards;

@@ -43,6 +43,9 @@ pub struct LoaderArgs {
     /// (0 = consume as fast as possible; 0.9 = a step that needs 90 % of the loader's capacity).
     #[arg(long, default_value_t = 0.0)]
     step_fraction: f64,
+    /// Serve the offline views of the split (prep-shards --views K) instead of augmenting.
+    #[arg(long)]
+    views: bool,
     /// Label for the JSON line.
     #[arg(long, default_value = "loader")]
     label: String,
@@ -301,10 +304,8 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
             pairs += b.len;
             std::hint::black_box(b.pixels()[0]);
             if !step.is_zero() {
-                let s = Instant::now();
-                while s.elapsed() < step {
-                    std::hint::spin_loop(); // a busy "GPU step" on the consumer thread
-                }
+                // A GPU step: the consumer thread waits (on CUDA) rather than computes.
+                std::thread::sleep(step);
             }
         }
         let wall = t.elapsed().as_secs_f64();

@@ -94,6 +94,23 @@ pub struct Args {
     /// Refuse images with more pixels (Pillow's decompression-bomb limit by default).
     #[arg(long, default_value_t = twoview_pipeline::decode::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// Also write K pre-augmented view pairs per train image (offline views; see docs/shards.md
+    /// for the recipe-fidelity trade-off). 0 = none.
+    #[arg(long, default_value_t = 0)]
+    views: u32,
+    /// Offline views: view side.
+    #[arg(long, default_value_t = 224)]
+    view_size: u32,
+    /// Offline views: a recipe preset or TOML file.
+    #[arg(long, default_value = "mocov3_vit")]
+    view_recipe: String,
+    /// Offline views: seed of their row orders and augmentation.
+    #[arg(long, default_value_t = 0)]
+    view_seed: u64,
+    /// Offline views: rows per record batch; use the training batch size so every batch is one
+    /// contiguous slice of the map.
+    #[arg(long, default_value_t = 256)]
+    view_batch_rows: usize,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -177,6 +194,38 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     });
     bar.finish();
     let s = result.with_context(|| format!("prep-shards into {}", args.out.display()))?;
+    if args.views > 0 {
+        let split = if s.rows.contains_key("train") {
+            "train"
+        } else {
+            s.rows.keys().next().map_or("train", |k| k.as_str())
+        };
+        let vs = prep::ViewsSettings {
+            split: split.to_owned(),
+            k: args.views,
+            size: args.view_size,
+            recipe: twoview_pipeline::augment::Recipe::preset_or_file(&args.view_recipe)?,
+            seed: args.view_seed,
+            rows_per_shard: opts.rows_per_shard,
+            batch_rows: args.view_batch_rows.max(1),
+        };
+        let total = s.rows.get(split).copied().unwrap_or(0) * args.views as u64;
+        eprintln!(
+            "prep-shards: writing {} offline view variants of {split} at {}px",
+            args.views, args.view_size
+        );
+        let mut bar = Progress::new(total, "view pairs");
+        let r = prep::write_views(&args.out, &vs, &STOP, |done, _| bar.update(done, String::new()));
+        bar.finish();
+        r.with_context(|| format!("offline views into {}", args.out.display()))?;
+        println!(
+            "offline views: {} variants of {split} ({} rows each) at {}x{}",
+            args.views,
+            s.rows.get(split).copied().unwrap_or(0),
+            args.view_size,
+            args.view_size
+        );
+    }
 
     if s.already_complete {
         println!(

@@ -250,3 +250,29 @@ fn whole_imagenette_train_split_preps_and_verifies() {
     assert!(o.status.success() && stdout.contains("ok: 9469 rows"), "{stdout}");
     let _ = std::fs::remove_dir_all(&out); // 1.4 GB
 }
+
+#[test]
+fn offline_views_are_written_verified_and_listed() {
+    let base = scratch("prep_views");
+    let root = base.join("root");
+    synthetic_root(&root, 12);
+    let out = base.join("shards");
+    let o = twoview()
+        .arg("prep-shards")
+        .arg(&root)
+        .arg("--out")
+        .arg(&out)
+        .args(PREP_ARGS)
+        .args(["--views", "2", "--view-size", "32", "--view-batch-rows", "4"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("offline views: 2 variants of train (12 rows each) at 32x32"),
+        "{stdout}"
+    );
+    let o = twoview().args(["shards", "verify"]).arg(&out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && stdout.contains("ok: 36 rows in 3 splits"), "{stdout}");
+}

@@ -92,9 +92,17 @@ impl LoaderConfig {
     }
 }
 
+/// Where a batch's pixels live.
+enum Storage {
+    /// A ring buffer, returned to the ring on drop.
+    Ring(BatchBuffer),
+    /// A slice of a mapped view shard (offline views): no copy at all.
+    Mapped(twoview_formats::Buffer),
+}
+
 /// One batch of two-view samples. Dropping it returns its buffer to the loader's ring.
 pub struct Batch {
-    buffer: Option<BatchBuffer>,
+    buffer: Option<Storage>,
     ring: Sender<BatchBuffer>,
     /// Where this batch is in the stream.
     pub cursor: Cursor,
@@ -114,8 +122,16 @@ pub struct Batch {
 impl Batch {
     /// The batch's pixels, `[len, 2, H, W, 3]` u8 (a prefix of the buffer).
     pub fn pixels(&self) -> &[u8] {
-        &self.buffer.as_ref().expect("present until drop").as_slice()
-            [..self.len * 2 * self.view_bytes]
+        let all = match self.buffer.as_ref().expect("present until drop") {
+            Storage::Ring(b) => b.as_slice(),
+            Storage::Mapped(b) => b.as_slice(),
+        };
+        &all[..self.len * 2 * self.view_bytes]
+    }
+
+    /// True when the pixels are a slice of a mapped view shard (no host copy was made).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.buffer, Some(Storage::Mapped(_)))
     }
 
     /// View `v` (0 or 1) of sample `i`.
@@ -127,7 +143,7 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        if let Some(b) = self.buffer.take() {
+        if let Some(Storage::Ring(b)) = self.buffer.take() {
             let _ = self.ring.try_send(b); // the loader is gone: the buffer is simply freed
         }
     }
@@ -239,6 +255,158 @@ impl Loader {
         })
     }
 
+    /// Serves offline views (`prep-shards --views K`) of `split` in `dir`: epoch e comes from
+    /// variant e mod K in its stored order, batch g of the epoch being rows g·B..(g+1)·B (rank r
+    /// takes g = r, r + world, …). A batch inside one record batch is a slice of the map (no
+    /// copy); one that crosses a record batch is copied into a ring buffer. `cfg.height/width`
+    /// must be the view size the views were made at; `threads` and the recipe are unused.
+    pub fn from_views(
+        dir: &std::path::Path,
+        split: &str,
+        cfg: LoaderConfig,
+    ) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::Loader { reason };
+        let manifest = twoview_formats::Manifest::load(dir)?;
+        let vs: crate::prep::ViewsSettings = manifest
+            .settings
+            .get("views")
+            .filter(|v| !v.is_null())
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .filter(|v: &crate::prep::ViewsSettings| v.split == split)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{} has no offline views of split {split:?} (prep-shards --views K)",
+                    dir.display()
+                ))
+            })?;
+        if (cfg.height, cfg.width) != (vs.size, vs.size) {
+            return Err(invalid(format!(
+                "views were made at {0}x{0}, asked for {1}x{2}",
+                vs.size, cfg.width, cfg.height
+            )));
+        }
+        let sets = (0..vs.k)
+            .map(|k| ShardSet::open(dir, &crate::prep::views_split(split, k)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = sets[0].len();
+        if cfg.batch_size == 0 || cfg.world == 0 || cfg.rank >= cfg.world {
+            return Err(invalid(format!(
+                "batch_size {}, rank {} of {}",
+                cfg.batch_size, cfg.rank, cfg.world
+            )));
+        }
+        let sampler = Sampler {
+            rows,
+            seed: cfg.seed,
+            rank: cfg.rank,
+            world: cfg.world,
+            batch_size: cfg.batch_size as u64,
+            drop_last: true,
+        };
+        let per_epoch = rows / cfg.batch_size as u64 / cfg.world;
+        if per_epoch == 0 {
+            return Err(invalid(format!(
+                "{rows} rows make no batch of {} on each of {} ranks",
+                cfg.batch_size, cfg.world
+            )));
+        }
+        let view_bytes = cfg.height as usize * cfg.width as usize * 3;
+        let ring_size = cfg.prefetch.max(1) + 2;
+        let (ring_tx, ring_rx) = crossbeam_channel::bounded(ring_size);
+        for _ in 0..ring_size {
+            let b = BatchBuffer::new(cfg.batch_size * 2 * view_bytes, Arc::new(HeapAlloc))
+                .ok_or_else(|| invalid("cannot allocate batch buffers".into()))?;
+            ring_tx.send(b).expect("ring has room");
+        }
+        let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(cfg.name.clone())
+                .spawn(move || {
+                    let b = cfg.batch_size as u64;
+                    let mut cursor = cfg.start;
+                    while !stop.load(Ordering::Relaxed)
+                        && cfg.end_epoch.is_none_or(|e| cursor.epoch < e)
+                    {
+                        let set = &sets[(cursor.epoch % sets.len() as u64) as usize];
+                        let first = (cursor.batch * cfg.world + cfg.rank) * b;
+                        let next_cursor = if cursor.batch + 1 >= per_epoch {
+                            Cursor { epoch: cursor.epoch + 1, batch: 0 }
+                        } else {
+                            Cursor { epoch: cursor.epoch, batch: cursor.batch + 1 }
+                        };
+                        let item = (|| -> Result<Batch, Error> {
+                            let mut labels = Vec::with_capacity(b as usize);
+                            for i in first..first + b {
+                                let r = set.row(i)?;
+                                if (r.height as u32, r.width as u32, r.encoding)
+                                    != (2 * cfg.height, cfg.width, Encoding::RawRgb)
+                                {
+                                    return Err(Error::BadRow {
+                                        row: format!("{} row {i} ({})", set.split(), r.key),
+                                        reason: format!(
+                                            "not a raw {}x{} view pair",
+                                            cfg.width,
+                                            2 * cfg.height
+                                        ),
+                                    });
+                                }
+                                labels.push(r.label);
+                            }
+                            let storage = match set.contiguous_pixels(first, b) {
+                                Some(buf) => Storage::Mapped(buf),
+                                None => {
+                                    let mut buf = loop {
+                                        match ring_rx.recv_timeout(Duration::from_millis(20)) {
+                                            Ok(x) => break x,
+                                            Err(RecvTimeoutError::Timeout)
+                                                if !stop.load(Ordering::Relaxed) =>
+                                            {
+                                                continue;
+                                            }
+                                            Err(_) => return Err(Error::Interrupted),
+                                        }
+                                    };
+                                    for (k, i) in (first..first + b).enumerate() {
+                                        let px = set.row(i)?.pixels;
+                                        buf.as_mut_slice()[k * px.len()..(k + 1) * px.len()]
+                                            .copy_from_slice(px);
+                                    }
+                                    Storage::Ring(buf)
+                                }
+                            };
+                            Ok(Batch {
+                                buffer: Some(storage),
+                                ring: ring_tx.clone(),
+                                cursor,
+                                next_cursor,
+                                len: b as usize,
+                                labels,
+                                rows: (first..first + b).collect(),
+                                replaced: 0,
+                                view_bytes,
+                            })
+                        })();
+                        let failed = item.is_err();
+                        if tx.send(item).is_err() || failed {
+                            return;
+                        }
+                        cursor = next_cursor;
+                    }
+                })
+                .map_err(|e| invalid(format!("cannot start the loader thread: {e}")))?
+        };
+        Ok(Self {
+            rx: Some(rx),
+            stop,
+            producer: Some(producer),
+            stats: LoaderStats::default(),
+            sampler,
+        })
+    }
+
     /// The next batch (`None` after `end_epoch`), timing how long the caller waited.
     pub fn next_batch(&mut self) -> Option<Result<Batch, Error>> {
         let t = Instant::now();
@@ -331,7 +499,7 @@ fn produce(
             labels: samples.iter().map(|s| s.0).collect(),
             rows: samples.iter().map(|s| s.1).collect(),
             replaced: samples.iter().filter(|s| s.2).count() as u32,
-            buffer: Some(buffer),
+            buffer: Some(Storage::Ring(buffer)),
             ring: ring_tx.clone(),
             cursor,
             next_cursor: sampler.next(cursor),

@@ -207,3 +207,87 @@ fn a_corrupt_row_fails_naming_shard_and_row_or_is_replaced() {
     drop(b);
     assert_eq!(loader.stats().replaced, 1);
 }
+
+#[test]
+fn offline_views_are_served_from_the_map_one_variant_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = shard_set(dir.path(), 30, StoreEncoding::Jpeg);
+    let shards = base.dir().to_owned();
+    let vs = prep::ViewsSettings {
+        split: "train".into(),
+        k: 2,
+        size: 24,
+        recipe: Recipe::mocov3_vit(),
+        seed: 3,
+        rows_per_shard: 16,
+        batch_rows: 4,
+    };
+    prep::write_views(&shards, &vs, &AtomicBool::new(false), |_, _| {}).unwrap();
+    prep::write_views(&shards, &vs, &AtomicBool::new(false), |_, _| {}).unwrap(); // done: no-op
+    let other = prep::ViewsSettings { seed: 4, ..vs.clone() };
+    let err = prep::write_views(&shards, &other, &AtomicBool::new(false), |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("other --views settings"), "{err}");
+
+    let variants: Vec<ShardSet> =
+        (0..2).map(|k| ShardSet::open(&shards, &prep::views_split("train", k)).unwrap()).collect();
+    let c = LoaderConfig { end_epoch: Some(3), ..cfg(4, 1) };
+    let batches: Vec<Batch> =
+        Loader::from_views(&shards, "train", c).unwrap().map(Result::unwrap).collect();
+    assert_eq!(batches.len(), 3 * 7, "30 rows / 4 = 7 batches per epoch");
+    let mut aug = Augmenter::new();
+    let mut dec = crate::decode::Decoder::new();
+    for b in &batches {
+        assert!(b.is_mapped(), "batch {:?} was copied", b.cursor);
+        let variant = &variants[(b.cursor.epoch % 2) as usize];
+        let file = mapped_file_at(b.pixels().as_ptr() as usize).unwrap_or_default();
+        let expect = format!("train.views{}-", b.cursor.epoch % 2);
+        assert!(
+            file.contains(&expect),
+            "batch {:?} points into {file:?}, not a file of {expect}",
+            b.cursor
+        );
+        // Sample 0's views are the augmenter's output for (seed, variant, base row).
+        let key = variant.row(b.rows[0]).unwrap().key;
+        let base_row = (0..base.len()).find(|&i| base.row(i).unwrap().key == key).unwrap();
+        let src =
+            dec.decode(base.row(base_row).unwrap().pixels, key, &Default::default()).unwrap().image;
+        let mut want = vec![0u8; 2 * 24 * 24 * 3];
+        let (x, y) = want.split_at_mut(24 * 24 * 3);
+        aug.two_views(
+            &vs.recipe,
+            src.view(),
+            (3, b.cursor.epoch % 2, base_row),
+            &mut RgbMut::try_new(x, 24, 24).unwrap(),
+            &mut RgbMut::try_new(y, 24, 24).unwrap(),
+        )
+        .unwrap();
+        assert!(b.view(0, 0) == &want[..24 * 24 * 3] && b.view(0, 1) == &want[24 * 24 * 3..]);
+    }
+    let epoch = |e: u64| -> Vec<u8> {
+        batches.iter().filter(|b| b.cursor.epoch == e).flat_map(|b| b.pixels().to_vec()).collect()
+    };
+    assert_eq!(epoch(0), epoch(2), "epoch 2 serves variant 0 again");
+    assert_ne!(epoch(0), epoch(1));
+    for e in 0..3 {
+        let mut keys: Vec<&str> = batches
+            .iter()
+            .filter(|b| b.cursor.epoch == e)
+            .flat_map(|b| b.rows.iter().map(|&r| variants[(e % 2) as usize].row(r).unwrap().key))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 28, "each image at most once per epoch");
+    }
+}
+
+/// The file mapped at address `addr` in this process (/proc/self/maps), if any.
+fn mapped_file_at(addr: usize) -> Option<String> {
+    std::fs::read_to_string("/proc/self/maps").ok()?.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (lo, hi) = f.next()?.split_once('-')?;
+        let (lo, hi) = (usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?);
+        (lo <= addr && addr < hi).then(|| f.nth(4).unwrap_or("").to_owned())
+    })
+}

@@ -10,6 +10,7 @@
 //! manifest is written last. Undecodable inputs are skipped and listed, never fatal.
 
 mod scan;
+mod views;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +25,7 @@ use twoview_formats::{
 use xxhash_rust::xxh3::Xxh3;
 
 pub use scan::{Input, Layout, Scan, SplitSelection, is_image_name, scan};
+pub use views::{ViewsSettings, views_split, write_views};
 
 use crate::Error;
 use crate::decode::{DecodeFailure, DecodeOptions, Decoder, JpegEncoder};
