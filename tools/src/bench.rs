@@ -291,8 +291,11 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
         ..LoaderConfig::new(args.batch, args.size)
     };
     let run = |step: Duration| -> anyhow::Result<(f64, f64)> {
-        let mut loader =
-            Loader::new(set.clone(), Recipe::mocov3_vit(), cfg.clone(), Arc::new(HeapAlloc))?;
+        let mut loader = if args.views {
+            Loader::from_views(&args.shards, &args.split, cfg.clone())?
+        } else {
+            Loader::new(set.clone(), Recipe::mocov3_vit(), cfg.clone(), Arc::new(HeapAlloc))?
+        };
         for _ in 0..3 {
             loader.next_batch().expect("endless")?;
         }
@@ -319,15 +322,23 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
         (with_step, wait_frac) = run(step)?;
     }
     let (rss, anon) = (status_mb("VmHWM:"), status_mb("RssAnon:"));
+    let step_part = if args.step_fraction > 0.0 {
+        format!(
+            "; with a step of {:.0} % of that: {with_step:.0} pairs/s, data-wait {:.1} % of wall",
+            args.step_fraction * 100.0,
+            wait_frac * 100.0
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "loader bench: {rows} rows, batch {} of {}x{} pairs, {} worker threads: {pairs_per_s:.0} pairs/s; \
-         with a step of {:.0} % of that: {with_step:.0} pairs/s, data-wait {:.1} % of wall; peak RSS {rss:.0} MB (of it anonymous now: {anon:.0} MB)",
+        "loader bench: {rows} rows, batch {} of {}x{} pairs, {} worker threads{}: {pairs_per_s:.0} pairs/s{step_part}; \
+         peak RSS {rss:.0} MB (of it anonymous now: {anon:.0} MB)",
         args.batch,
         args.size,
         args.size,
         args.threads,
-        args.step_fraction * 100.0,
-        wait_frac * 100.0
+        if args.views { ", offline views" } else { "" }
     );
     println!(
         "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
