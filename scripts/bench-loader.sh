@@ -16,6 +16,10 @@ trap 'rm -rf "$work"' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
 "$bin" prep-shards "$data" --split train --out "$work/raw" >/dev/null 2>&1
+# ImageNet-sized: 1000 photos re-encoded at 500x375 q90, stored at shorter side 256 (341x256).
+.venv/bin/python python/bench_decode.py make "$data/train" "$work/inet/c" 1000 --size 500x375
+"$bin" prep-shards "$work/inet" --out "$work/inet-raw" >/dev/null 2>&1
+"$bin" prep-shards "$work/inet" --out "$work/inet-jpeg" --encoding jpeg >/dev/null 2>&1
 "$bin" prep-shards "$data" --split train --out "$work/jpeg" --encoding jpeg >/dev/null 2>&1
 # 10x: every raw shard listed ten times (symlinks), to see memory stay flat in dataset size.
 mkdir -p "$work/raw10"
@@ -34,8 +38,12 @@ json.dump(m, open(os.path.join(dst, "manifest.json"), "w"))
 PY
 for set in raw jpeg; do
   for t in 1 2; do
+    echo "[$set shards]"
     "$bin" bench loader "$work/$set" --threads $t --batches 60 --step-fraction 0.9 --label "$set" | grep -v '^JSON'
   done
+done
+for set in inet-raw inet-jpeg; do
+  "$bin" bench loader "$work/$set" --threads 1 --batches 40 --label "$set" | grep -v '^JSON'
 done
 "$bin" bench loader "$work/raw10" --threads 1 --batches 60 --label raw10 | grep -v '^JSON'
 # Offline views: 2 variants at 224, record batches of 64 (the bench's batch): zero-copy batches.
