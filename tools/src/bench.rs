@@ -39,8 +39,9 @@ pub struct LoaderArgs {
     /// Batches to time (after 3 warm-up batches).
     #[arg(long, default_value_t = 60)]
     batches: usize,
-    /// Simulated training step per batch, as a fraction of the loader's measured time per batch
-    /// (0 = consume as fast as possible; 0.9 = a step that needs 90 % of the loader's capacity).
+    /// Simulated training step per batch that consumes this fraction of the loader's measured
+    /// capacity (0 = consume as fast as possible; 0.9 = the consumer takes batches at 90 % of
+    /// the rate the loader can make them, i.e. a step of (batch time) / 0.9).
     #[arg(long, default_value_t = 0.0)]
     step_fraction: f64,
     /// Serve the offline views of the split (prep-shards --views K) instead of augmenting.
@@ -318,7 +319,7 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
     let (pairs_per_s, _) = run(Duration::ZERO)?;
     let (mut with_step, mut wait_frac) = (pairs_per_s, 1.0);
     if args.step_fraction > 0.0 {
-        let step = Duration::from_secs_f64(args.batch as f64 / pairs_per_s * args.step_fraction);
+        let step = Duration::from_secs_f64(args.batch as f64 / pairs_per_s / args.step_fraction);
         (with_step, wait_frac) = run(step)?;
     }
     let (rss, anon) = (status_mb("VmHWM:"), status_mb("RssAnon:"));

@@ -37,6 +37,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Behave like a Unix tool when piped into `head`: die quietly on SIGPIPE, don't panic.
+    // SAFETY: restoring the default disposition of a signal has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::AugmentPreview(args) => augment_preview::run(&args).map(|()| ExitCode::SUCCESS),
