@@ -54,7 +54,7 @@ done_stages=""
 run_stage augment-preview 3 "$data" --recipe mocov3_vit --n 8 --out "$out/augment-preview.png"
 # Shorter side 128 raw: the CPU demo trains on small views, and 13 k images stay ~0.6 GB.
 run_stage prep-shards 7 "$data" --out "$out/shards" --short-side 128
-"$bin" shards inspect "$out/shards" | head -8
+"$bin" shards inspect "$out/shards" | sed -n 1,8p # sed reads all of it: no SIGPIPE under pipefail
 run_stage train 5 --shards "$out/shards" --out "$out/run"
 run_stage eval 6 knn --checkpoint "$out/run/last.ckpt" --train-shards "$out/shards" \
   --val-shards "$out/shards"
