@@ -14,10 +14,12 @@ import argparse
 import io
 import json
 import os
-import statistics
-import time
+import sys
 
 from PIL import Image
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_augment import per_call  # noqa: E402  (median of 5 runs, same as the augment bench)
 
 
 def files_under(d, n):
@@ -49,18 +51,6 @@ def target(w, h, s):
     return (s, nl) if w <= h else (nl, s)
 
 
-def timed(calls, f):
-    for i in range(min(calls, 20)):
-        f(i)
-    runs = []
-    for _ in range(5):
-        t = time.perf_counter()
-        for i in range(calls):
-            f(i)
-        runs.append((time.perf_counter() - t) / calls)
-    return statistics.median(runs)
-
-
 def run(d, s, label):
     blobs = [open(p, "rb").read() for p in files_under(d, 200)]
     n = len(blobs)
@@ -83,9 +73,9 @@ def run(d, s, label):
     r = {
         "impl": "pillow",
         "label": label,
-        "decode": 1 / timed(calls, decode),
-        "decode_resize": 1 / timed(calls, decode_resize),
-        "decode_resize_draft": 1 / timed(calls, draft_resize),
+        "decode": 1 / per_call(calls, decode),
+        "decode_resize": 1 / per_call(calls, decode_resize),
+        "decode_resize_draft": 1 / per_call(calls, draft_resize),
     }
     print(f"pillow {Image.__version__}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in r.items() if isinstance(v, float)))
     print("JSON " + json.dumps(r))

@@ -10,11 +10,6 @@ pub fn find_images(
     paths: &[std::path::PathBuf],
     limit: usize,
 ) -> Result<Vec<std::path::PathBuf>, Error> {
-    fn is_image(p: &Path) -> bool {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-    }
     fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>, limit: usize) -> Result<(), Error> {
         let io = |source| Error::Io { path: dir.to_owned(), source };
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -29,7 +24,7 @@ pub fn find_images(
             }
             if p.is_dir() {
                 walk(&p, out, limit)?;
-            } else if is_image(&p) {
+            } else if crate::prep::is_image_name(&p) {
                 out.push(p);
             }
         }

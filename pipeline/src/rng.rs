@@ -97,11 +97,16 @@ impl Rng {
         for (i, v) in out.iter_mut().enumerate() {
             *v = i as u8;
         }
-        for i in (1..N).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            out.swap(i, j);
-        }
+        self.shuffle(&mut out);
         out
+    }
+
+    /// Shuffles `v` in place, uniformly (Fisher–Yates, from the back).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
     }
 }
 

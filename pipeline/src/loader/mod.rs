@@ -222,13 +222,7 @@ impl Loader {
             )));
         }
         let view_bytes = cfg.height as usize * cfg.width as usize * 3;
-        let ring_size = cfg.prefetch.max(1) + 2; // prefetched + one being filled + one held
-        let (ring_tx, ring_rx) = crossbeam_channel::bounded(ring_size);
-        for _ in 0..ring_size {
-            let b = BatchBuffer::new(cfg.batch_size * 2 * view_bytes, alloc.clone())
-                .ok_or_else(|| invalid("cannot allocate batch buffers".into()))?;
-            ring_tx.send(b).expect("ring has room");
-        }
+        let (ring_tx, ring_rx) = ring(&cfg, view_bytes, alloc)?;
         let name = cfg.name.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads.max(1))
@@ -311,13 +305,7 @@ impl Loader {
             )));
         }
         let view_bytes = cfg.height as usize * cfg.width as usize * 3;
-        let ring_size = cfg.prefetch.max(1) + 2;
-        let (ring_tx, ring_rx) = crossbeam_channel::bounded(ring_size);
-        for _ in 0..ring_size {
-            let b = BatchBuffer::new(cfg.batch_size * 2 * view_bytes, Arc::new(HeapAlloc))
-                .ok_or_else(|| invalid("cannot allocate batch buffers".into()))?;
-            ring_tx.send(b).expect("ring has room");
-        }
+        let (ring_tx, ring_rx) = ring(&cfg, view_bytes, Arc::new(HeapAlloc))?;
         let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let producer = {
@@ -358,17 +346,8 @@ impl Loader {
                             let storage = match set.contiguous_pixels(first, b) {
                                 Some(buf) => Storage::Mapped(buf),
                                 None => {
-                                    let mut buf = loop {
-                                        match ring_rx.recv_timeout(Duration::from_millis(20)) {
-                                            Ok(x) => break x,
-                                            Err(RecvTimeoutError::Timeout)
-                                                if !stop.load(Ordering::Relaxed) =>
-                                            {
-                                                continue;
-                                            }
-                                            Err(_) => return Err(Error::Interrupted),
-                                        }
-                                    };
+                                    let mut buf =
+                                        take_buffer(&ring_rx, &stop).ok_or(Error::Interrupted)?;
                                     for (k, i) in (first..first + b).enumerate() {
                                         let px = set.row(i)?.pixels;
                                         buf.as_mut_slice()[k * px.len()..(k + 1) * px.len()]
@@ -449,6 +428,34 @@ impl Drop for Loader {
     }
 }
 
+/// The ring: `prefetch` batches queued + one being filled + one held by the consumer.
+#[allow(clippy::type_complexity)]
+fn ring(
+    cfg: &LoaderConfig,
+    view_bytes: usize,
+    alloc: Arc<dyn BatchAlloc>,
+) -> Result<(Sender<BatchBuffer>, Receiver<BatchBuffer>), Error> {
+    let size = cfg.prefetch.max(1) + 2;
+    let (tx, rx) = crossbeam_channel::bounded(size);
+    for _ in 0..size {
+        let b = BatchBuffer::new(cfg.batch_size * 2 * view_bytes, alloc.clone())
+            .ok_or_else(|| Error::Loader { reason: "cannot allocate batch buffers".into() })?;
+        tx.send(b).expect("ring has room");
+    }
+    Ok((tx, rx))
+}
+
+/// A free buffer from the ring, waiting for the consumer to drop one; `None` once stopped.
+fn take_buffer(ring: &Receiver<BatchBuffer>, stop: &AtomicBool) -> Option<BatchBuffer> {
+    loop {
+        match ring.recv_timeout(Duration::from_millis(20)) {
+            Ok(b) => return Some(b),
+            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn produce(
     set: ShardSet,
@@ -475,13 +482,7 @@ fn produce(
         }
         let rows =
             sampler.batch_rows(&epoch_rows.as_ref().expect("set above").1, cursor.batch).to_vec();
-        let mut buffer = loop {
-            match ring_rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(b) => break b,
-                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
-                Err(_) => return,
-            }
-        };
+        let Some(mut buffer) = take_buffer(&ring_rx, &stop) else { return };
         let pair_bytes = 2 * view_bytes;
         let filled: Result<Vec<(i32, u64, bool)>, Error> = pool.install(|| {
             buffer.as_mut_slice()[..rows.len() * pair_bytes]

@@ -52,10 +52,7 @@ impl Sampler {
         let mut perm: Vec<u64> = (0..n).collect();
         let mut rng =
             Rng::for_stream(StreamKey { seed: self.seed, epoch, sample: u64::MAX, view: u32::MAX });
-        for i in (1..perm.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            perm.swap(i, j);
-        }
+        rng.shuffle(&mut perm);
         let total = self.rows_per_rank() * self.world;
         // Pad (no drop_last) by wrapping around to the start of the permutation.
         let global: Vec<u64> = (0..total).map(|i| perm[(i % n.max(1)) as usize]).collect();

@@ -237,10 +237,7 @@ fn permutation(n: usize, seed: u64) -> Vec<usize> {
         view: 0,
     });
     let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        p.swap(i, j);
-    }
+    rng.shuffle(&mut p);
     p
 }
 
