@@ -1,6 +1,6 @@
 //! twoview-model: the MoCo v3 Vision Transformer on libtorch (through tch), with its heads,
-//! loss, schedules, optimizers and checkpoints. Tensors in, tensors out: this crate never reads
-//! shards.
+//! loss, schedules, optimizers, checkpoints and k-NN evaluation. Tensors in, tensors out: this
+//! crate never reads shards.
 //!
 //! Binaries call [`device::init`] first: it loads libtorch's CUDA library, which the linker
 //! drops (`--as-needed`), so one binary serves CPU-only and GPU machines.
@@ -11,7 +11,15 @@
 //! assert_eq!(x.sum(tch::Kind::Float).double_value(&[]), 6.0);
 //! ```
 
+pub mod amp;
+pub mod checkpoint;
 pub mod device;
 mod error;
+pub mod knn;
+pub mod moco;
+pub mod optim;
+pub mod schedule;
+pub mod train;
+pub mod vit;
 
 pub use error::Error;

@@ -3,5 +3,6 @@
 mod augment_fidelity;
 mod decode_corpus;
 mod handoff;
+mod moco_equivalence;
 mod shards_pyarrow;
 mod support;

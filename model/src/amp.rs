@@ -1,0 +1,108 @@
+//! Mixed precision through libtorch's autocast, with the dtype chosen (bf16).
+//!
+//! tch's `autocast` can neither pick the dtype nor act on CPU, so we call libtorch's
+//! `at::autocast::{set_autocast_enabled, set_autocast_dtype, is_autocast_enabled}` directly by
+//! their mangled names (stable in torch 2.11; `c10::DeviceType` and `c10::ScalarType` are
+//! `int8_t` enums, passed as such).
+
+use tch::{Device, Kind};
+
+mod ffi {
+    // SAFETY (of the declarations): the signatures are those of torch 2.11's
+    // `at::autocast` functions; both enums are `enum class : int8_t`.
+    unsafe extern "C" {
+        #[link_name = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"]
+        pub fn set_autocast_enabled(device: i8, enabled: bool);
+        #[link_name = "_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE"]
+        pub fn is_autocast_enabled(device: i8) -> bool;
+        #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
+        pub fn set_autocast_dtype(device: i8, dtype: i8);
+        #[link_name = "_ZN2at8autocast17increment_nestingEv"]
+        pub fn increment_nesting() -> i64;
+        #[link_name = "_ZN2at8autocast17decrement_nestingEv"]
+        pub fn decrement_nesting() -> i64;
+        #[link_name = "_ZN2at8autocast11clear_cacheEv"]
+        pub fn clear_cache();
+    }
+}
+
+fn device_type(d: Device) -> i8 {
+    match d {
+        Device::Cuda(_) => 1,
+        _ => 0,
+    }
+}
+
+fn scalar_type(k: Kind) -> i8 {
+    match k {
+        Kind::Half => 5,
+        Kind::Float => 6,
+        Kind::BFloat16 => 15,
+        other => panic!("autocast dtype must be Half, Float or BFloat16, not {other:?}"),
+    }
+}
+
+/// Autocast on `device`'s type with `kind` while the guard lives; the previous state (enabled
+/// flag) comes back on drop. Not re-entrant across threads: autocast state is thread-local in
+/// libtorch, so create and drop the guard on the thread that runs the forward pass.
+#[derive(Debug)]
+pub struct Autocast {
+    device: i8,
+    was_enabled: bool,
+}
+
+impl Autocast {
+    pub fn new(device: Device, kind: Kind) -> Self {
+        let (dt, st) = (device_type(device), scalar_type(kind));
+        // SAFETY: plain calls into libtorch with valid enum values.
+        unsafe {
+            let was_enabled = ffi::is_autocast_enabled(dt);
+            ffi::set_autocast_dtype(dt, st);
+            ffi::set_autocast_enabled(dt, true);
+            ffi::increment_nesting();
+            Self { device: dt, was_enabled }
+        }
+    }
+
+    /// Whether autocast is on for `device`'s type in this thread.
+    pub fn is_enabled(device: Device) -> bool {
+        // SAFETY: a plain query.
+        unsafe { ffi::is_autocast_enabled(device_type(device)) }
+    }
+}
+
+impl Drop for Autocast {
+    fn drop(&mut self) {
+        // SAFETY: undoes what `new` did, on the same thread.
+        unsafe {
+            if ffi::decrement_nesting() == 0 {
+                ffi::clear_cache();
+            }
+            ffi::set_autocast_enabled(self.device, self.was_enabled);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Tensor;
+
+    #[test]
+    fn cpu_autocast_runs_matmul_in_bf16_and_restores() {
+        let a = Tensor::ones([4, 8], (Kind::Float, Device::Cpu));
+        let b = Tensor::ones([8, 2], (Kind::Float, Device::Cpu));
+        assert!(!Autocast::is_enabled(Device::Cpu));
+        {
+            let _g = Autocast::new(Device::Cpu, Kind::BFloat16);
+            assert!(Autocast::is_enabled(Device::Cpu));
+            let c = a.matmul(&b);
+            assert_eq!(c.kind(), Kind::BFloat16);
+            assert_eq!(c.to_kind(Kind::Float).sum(Kind::Float).double_value(&[]), 64.0);
+            // Ops autocast keeps in fp32 stay there.
+            assert_eq!(a.log_softmax(1, None).kind(), Kind::Float);
+        }
+        assert!(!Autocast::is_enabled(Device::Cpu));
+        assert_eq!(a.matmul(&b).kind(), Kind::Float);
+    }
+}

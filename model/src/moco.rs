@@ -1,0 +1,309 @@
+//! MoCo v3: base encoder (ViT + projector), predictor, momentum encoder, and the symmetrised
+//! contrastive loss (Chen, Xie, He 2021; DESIGN.md "MoCo v3 (ViT) recipe").
+//!
+//! Variable names follow the reference module tree: `base_encoder.*` (the ViT with the projector
+//! as its `head`), `predictor.*`, `momentum_encoder.*`; heads are `nn.Sequential`s, so the layers
+//! of a 3-layer projector are `head.0` (Linear), `head.1` (BN), `head.3`, `head.4`, `head.6`,
+//! `head.7` (BN without affine).
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Reduction, Tensor, nn};
+
+use crate::vit::{Vit, VitConfig};
+
+/// The method's hyper-parameters that shape the model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MocoConfig {
+    pub vit: VitConfig,
+    /// Hidden width of projector and predictor (4096).
+    pub mlp_dim: i64,
+    /// Output width of projector and predictor (256).
+    pub out_dim: i64,
+    /// Softmax temperature τ (0.2 for ViTs).
+    pub temperature: f64,
+    /// Keep the patch projection at its random init (MoCo v3's stability trick).
+    pub freeze_patch: bool,
+}
+
+impl MocoConfig {
+    /// The reference heads around a given backbone.
+    pub fn new(vit: VitConfig) -> Self {
+        Self { vit, mlp_dim: 4096, out_dim: 256, temperature: 0.2, freeze_patch: true }
+    }
+}
+
+/// One BatchNorm1d (PyTorch defaults: momentum 0.1, eps 1e-5).
+#[derive(Debug)]
+struct BatchNorm {
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl BatchNorm {
+    fn new(p: &nn::Path<'_>, dim: i64, affine: bool) -> Self {
+        let (weight, bias) = if affine {
+            (Some(p.ones("weight", &[dim])), Some(p.zeros("bias", &[dim])))
+        } else {
+            (None, None)
+        };
+        Self {
+            weight,
+            bias,
+            running_mean: p.zeros_no_train("running_mean", &[dim]),
+            running_var: p.ones_no_train("running_var", &[dim]),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        x.batch_norm(
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            0.1,
+            1e-5,
+            true,
+        )
+    }
+}
+
+/// MoCo v3's `_build_mlp`: Linear (no bias) → BN → ReLU …, last Linear → BN without affine.
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<(Tensor, BatchNorm)>,
+}
+
+impl Mlp {
+    fn new(p: &nn::Path<'_>, layers: i64, input: i64, hidden: i64, output: i64) -> Self {
+        let layers = (0..layers)
+            .map(|l| {
+                let d1 = if l == 0 { input } else { hidden };
+                let last = l == layers - 1;
+                let d2 = if last { output } else { hidden };
+                // PyTorch's Linear default: kaiming-uniform(a=√5), i.e. U(±1/√fan_in).
+                let b = 1.0 / (d1 as f64).sqrt();
+                let w = (p / (3 * l)).var("weight", &[d2, d1], nn::Init::Uniform { lo: -b, up: b });
+                (w, BatchNorm::new(&(p / (3 * l + 1)), d2, !last))
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// `train` uses batch statistics and updates the running ones, as `model.train()` does.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = x.shallow_clone();
+        let n = self.layers.len();
+        for (i, (w, bn)) in self.layers.iter().enumerate() {
+            x = bn.forward(&x.linear(w, None::<Tensor>), train);
+            if i + 1 < n {
+                x = x.relu();
+            }
+        }
+        x
+    }
+}
+
+/// A ViT with the projector as its head.
+#[derive(Debug)]
+pub struct Encoder {
+    pub vit: Vit,
+    pub head: Mlp,
+}
+
+impl Encoder {
+    fn new(p: &nn::Path<'_>, c: &MocoConfig) -> Self {
+        Self {
+            vit: Vit::new(p, c.vit, c.freeze_patch),
+            head: Mlp::new(&(p / "head"), 3, c.vit.dim, c.mlp_dim, c.out_dim),
+        }
+    }
+}
+
+/// What one forward pass of the method gives.
+#[derive(Debug)]
+pub struct Output {
+    /// ctr(q1, k2) + ctr(q2, k1), each cross-entropy × 2τ.
+    pub loss: Tensor,
+    pub q1: Tensor,
+    pub q2: Tensor,
+    pub k1: Tensor,
+    pub k2: Tensor,
+}
+
+/// The whole method. `online` holds what the optimizer trains (`base_encoder.*`,
+/// `predictor.*`); `momentum` holds `momentum_encoder.*`, never trained by gradients.
+pub struct Moco {
+    pub config: MocoConfig,
+    pub online: nn::VarStore,
+    pub momentum: nn::VarStore,
+    pub base: Encoder,
+    pub predictor: Mlp,
+    pub momentum_encoder: Encoder,
+    /// (base parameter, momentum parameter) pairs for the momentum update, in name order.
+    pairs: Vec<(Tensor, Tensor)>,
+}
+
+impl std::fmt::Debug for Moco {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moco").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// True for running statistics, which are buffers, not parameters.
+pub fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+impl Moco {
+    /// Builds the model with the reference init from torch's global RNG (seed it with
+    /// `tch::manual_seed` first); the momentum encoder starts as a copy of the base encoder.
+    pub fn new(config: MocoConfig, device: Device) -> Self {
+        let online = nn::VarStore::new(device);
+        let momentum = nn::VarStore::new(device);
+        let base = Encoder::new(&(online.root() / "base_encoder"), &config);
+        let predictor = Mlp::new(
+            &(online.root() / "predictor"),
+            2,
+            config.out_dim,
+            config.mlp_dim,
+            config.out_dim,
+        );
+        let momentum_encoder = Encoder::new(&(momentum.root() / "momentum_encoder"), &config);
+        let mut moco =
+            Self { config, online, momentum, base, predictor, momentum_encoder, pairs: Vec::new() };
+        let on = moco.online.variables();
+        let mo = moco.momentum.variables();
+        let mut names: Vec<&String> = mo.keys().collect();
+        names.sort();
+        tch::no_grad(|| {
+            for name in names {
+                let src = &on[&name.replacen("momentum_encoder.", "base_encoder.", 1)];
+                let mut dst = mo[name].shallow_clone();
+                dst.copy_(src);
+                let _ = dst.set_requires_grad(false);
+                if !is_buffer(name) {
+                    moco.pairs.push((src.shallow_clone(), dst));
+                }
+            }
+        });
+        moco
+    }
+
+    /// `param_m = param_m · m + param_b · (1 − m)` over every parameter (not the BN buffers).
+    pub fn update_momentum(&self, m: f64) {
+        tch::no_grad(|| {
+            for (b, mo) in &self.pairs {
+                let new = mo * m + b * (1.0 - m);
+                mo.shallow_clone().copy_(&new);
+            }
+        });
+    }
+
+    /// The online parameters the optimizer updates, sorted by name (frozen ones excluded).
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> =
+            self.online.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Every variable of the model (online and momentum, parameters and buffers), by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> =
+            self.online.variables().into_iter().chain(self.momentum.variables()).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Copies every named tensor of `named` into the model; every model variable must be there.
+    pub fn load_named(
+        &self,
+        named: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), String> {
+        tch::no_grad(|| {
+            for (name, t) in self.named_tensors() {
+                let src = named.get(&name).ok_or_else(|| format!("missing tensor {name}"))?;
+                if src.size() != t.size() {
+                    return Err(format!(
+                        "{name}: shape {:?}, the model has {:?}",
+                        src.size(),
+                        t.size()
+                    ));
+                }
+                t.shallow_clone().copy_(src);
+            }
+            Ok(())
+        })
+    }
+
+    /// The method's forward pass on two batches of normalised views `[B, 3, S, S]`: queries
+    /// through base encoder and predictor (BN statistics per view), then — without gradients —
+    /// the momentum update with `m` and the keys, then the symmetrised loss.
+    pub fn forward(&self, x1: &Tensor, x2: &Tensor, m: f64) -> Output {
+        let b = x1.size()[0];
+        // The backbone has no batch coupling: one pass over both views; the heads see each
+        // view alone, as two calls of the reference do.
+        let feats = self.base.vit.forward(&Tensor::cat(&[x1, x2], 0));
+        let q1 =
+            self.predictor.forward(&self.base.head.forward(&feats.narrow(0, 0, b), true), true);
+        let q2 =
+            self.predictor.forward(&self.base.head.forward(&feats.narrow(0, b, b), true), true);
+        let (k1, k2) = tch::no_grad(|| {
+            self.update_momentum(m);
+            let f = self.momentum_encoder.vit.forward(&Tensor::cat(&[x1, x2], 0));
+            let k1 = self.momentum_encoder.head.forward(&f.narrow(0, 0, b), true);
+            let k2 = self.momentum_encoder.head.forward(&f.narrow(0, b, b), true);
+            (k1, k2)
+        });
+        let t = self.config.temperature;
+        let loss = contrastive(&q1, &k2, t) + contrastive(&q2, &k1, t);
+        Output { loss, q1, q2, k1, k2 }
+    }
+
+    /// Backbone features for evaluation: class token after the final norm, `[B, dim]`.
+    pub fn features(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| self.base.vit.forward(x))
+    }
+}
+
+/// One direction of the loss: L2-normalised q and k, logits q·kᵀ/τ, labels = row index,
+/// cross-entropy × 2τ. (One process: the keys of this batch are all the keys.)
+pub fn contrastive(q: &Tensor, k: &Tensor, t: f64) -> Tensor {
+    let q = l2_normalize(q);
+    let k = l2_normalize(k);
+    let logits = q.matmul(&k.tr()) / t;
+    let n = logits.size()[0];
+    let labels = Tensor::arange(n, (Kind::Int64, logits.device()));
+    logits.to_kind(Kind::Float).cross_entropy_loss(
+        &labels,
+        None::<Tensor>,
+        Reduction::Mean,
+        -100,
+        0.0,
+    ) * (2.0 * t)
+}
+
+/// `F.normalize(x, dim=1)`: x / max(‖x‖, 1e-12).
+pub fn l2_normalize(x: &Tensor) -> Tensor {
+    let n = x.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+    x / n.expand_as(x)
+}
+
+/// ImageNet mean and std (torchvision's `Normalize` in the reference recipe).
+pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+/// Two-view u8 batch `[B, 2, S, S, 3]` (HWC, on any device) → two normalised float batches
+/// `[B, 3, S, S]` of `kind`, as `ToTensor` then `Normalize` make them: (x / 255 − mean) / std.
+pub fn normalize_views(u8_batch: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+    let dev = u8_batch.device();
+    let x = u8_batch.to_kind(Kind::Float) / 255.0;
+    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(dev).view([1, 1, 1, 1, 3]);
+    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(dev).view([1, 1, 1, 1, 3]);
+    let x = ((x - mean) / std).permute([1, 0, 4, 2, 3]).to_kind(kind);
+    (x.get(0).contiguous(), x.get(1).contiguous())
+}

@@ -1,0 +1,232 @@
+//! Optimizers written over tensors, with state that can be saved and restored (tch's own
+//! optimizers cannot export theirs, and a resumable trainer needs it).
+//!
+//! Both follow PyTorch's single-tensor code paths op for op, so one step matches
+//! `torch.optim.AdamW` and MoCo v3's LARS to float rounding.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// Which optimizer, with its hyper-parameters (the learning rate comes per step).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// `torch.optim.AdamW`; the reference uses betas (0.9, 0.999), eps 1e-8, weight decay 0.1
+    /// on every parameter.
+    Adamw { beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decay_norms_and_biases: bool },
+    /// MoCo v3's LARS (its ResNet recipe): momentum 0.9, trust coefficient 0.001; weight decay
+    /// and adaptation skip 1-D parameters.
+    Lars { momentum: f64, trust_coefficient: f64, weight_decay: f64 },
+}
+
+impl OptimizerConfig {
+    /// The ViT reference: AdamW (0.9, 0.999), eps 1e-8, weight decay 0.1 on all parameters.
+    pub fn adamw_reference() -> Self {
+        Self::Adamw {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            decay_norms_and_biases: true,
+        }
+    }
+
+    /// The ResNet reference's LARS: momentum 0.9, trust 0.001, weight decay 1e-6.
+    pub fn lars_reference() -> Self {
+        Self::Lars { momentum: 0.9, trust_coefficient: 0.001, weight_decay: 1e-6 }
+    }
+}
+
+/// One optimized tensor and its state.
+struct Slot {
+    name: String,
+    param: Tensor,
+    /// AdamW: exp_avg; LARS: mu (momentum buffer).
+    a: Tensor,
+    /// AdamW: exp_avg_sq; LARS: unused (empty).
+    b: Option<Tensor>,
+}
+
+/// An optimizer over named parameters.
+pub struct Optimizer {
+    config: OptimizerConfig,
+    slots: Vec<Slot>,
+    /// Steps taken (AdamW's bias correction uses it).
+    pub steps: i64,
+}
+
+impl std::fmt::Debug for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Optimizer")
+            .field("config", &self.config)
+            .field("params", &self.slots.len())
+            .field("steps", &self.steps)
+            .finish()
+    }
+}
+
+impl Optimizer {
+    /// State starts at zero, as PyTorch's does on the first step.
+    pub fn new(config: OptimizerConfig, params: Vec<(String, Tensor)>) -> Self {
+        let slots = params
+            .into_iter()
+            .map(|(name, param)| {
+                let a = param.zeros_like().detach();
+                let b = matches!(config, OptimizerConfig::Adamw { .. })
+                    .then(|| param.zeros_like().detach());
+                Slot { name, param, a, b }
+            })
+            .collect();
+        Self { config, slots, steps: 0 }
+    }
+
+    pub fn config(&self) -> OptimizerConfig {
+        self.config
+    }
+
+    /// Zeroes every parameter's gradient (drops it, as `zero_grad(set_to_none=True)`).
+    pub fn zero_grad(&mut self) {
+        for s in &mut self.slots {
+            let g = s.param.grad();
+            if g.defined() {
+                let _ = g.detach().zero_();
+            }
+        }
+    }
+
+    /// (name, gradient) of every parameter that has one.
+    pub fn grads(&self) -> Vec<(&str, Tensor)> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let g = s.param.grad();
+                g.defined().then_some((s.name.as_str(), g))
+            })
+            .collect()
+    }
+
+    /// One step with learning rate `lr`. Parameters without a gradient are skipped, as in
+    /// PyTorch.
+    pub fn step(&mut self, lr: f64) {
+        self.steps += 1;
+        let t = self.steps as f64;
+        tch::no_grad(|| {
+            for s in &mut self.slots {
+                let grad = s.param.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                match self.config {
+                    OptimizerConfig::Adamw {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                        decay_norms_and_biases,
+                    } => {
+                        let decay = if decay_norms_and_biases || s.param.dim() > 1 {
+                            weight_decay
+                        } else {
+                            0.0
+                        };
+                        let _ = s.param.g_mul_scalar_(1.0 - lr * decay);
+                        let _ = s.a.lerp_(&grad, 1.0 - beta1);
+                        let v = s.b.as_mut().expect("AdamW has a second moment");
+                        let _ = v.g_mul_scalar_(beta2);
+                        let _ = v.g_add_(&(&grad * &grad * (1.0 - beta2)));
+                        let bc1 = 1.0 - beta1.powf(t);
+                        let bc2 = 1.0 - beta2.powf(t);
+                        let step_size = lr / bc1;
+                        let denom = v.sqrt() / bc2.sqrt() + eps;
+                        let _ = s.param.g_add_(&(&s.a / denom * (-step_size)));
+                    }
+                    OptimizerConfig::Lars { momentum, trust_coefficient, weight_decay } => {
+                        let mut dp = grad.shallow_clone();
+                        if s.param.dim() > 1 {
+                            dp = &dp + &s.param * weight_decay;
+                            let pn = s.param.norm();
+                            let un = dp.norm();
+                            let one = pn.ones_like();
+                            // where(pn > 0, where(un > 0, tc·pn/un, 1), 1)
+                            let inner =
+                                (&pn * trust_coefficient / &un).where_self(&un.gt(0.0), &one);
+                            let q = inner.where_self(&pn.gt(0.0), &one);
+                            dp *= q;
+                        }
+                        let _ = s.a.g_mul_scalar_(momentum);
+                        let _ = s.a.g_add_(&dp);
+                        let _ = s.param.g_add_(&(&s.a * (-lr)));
+                    }
+                }
+            }
+        });
+    }
+
+    /// The state as named tensors (`<param>.exp_avg`, `<param>.exp_avg_sq` or `<param>.mu`).
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for s in &self.slots {
+            match &s.b {
+                Some(b) => {
+                    out.push((format!("{}.exp_avg", s.name), s.a.shallow_clone()));
+                    out.push((format!("{}.exp_avg_sq", s.name), b.shallow_clone()));
+                }
+                None => out.push((format!("{}.mu", s.name), s.a.shallow_clone())),
+            }
+        }
+        out
+    }
+
+    /// Restores what [`Optimizer::state_tensors`] gave, and the step count.
+    pub fn load_state(
+        &mut self,
+        named: &HashMap<String, Tensor>,
+        steps: i64,
+    ) -> Result<(), String> {
+        let want = self.state_tensors();
+        tch::no_grad(|| {
+            for (name, mut t) in want {
+                let src =
+                    named.get(&name).ok_or_else(|| format!("optimizer state {name} is missing"))?;
+                if src.size() != t.size() {
+                    return Err(format!(
+                        "optimizer state {name}: shape {:?}, expected {:?}",
+                        src.size(),
+                        t.size()
+                    ));
+                }
+                t.copy_(src);
+            }
+            Ok(())
+        })?;
+        self.steps = steps;
+        Ok(())
+    }
+
+    /// Scales every gradient so that their global L2 norm is at most `max_norm`
+    /// (`clip_grad_norm_`), and returns the norm before clipping.
+    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
+        let norm = global_norm(self.grads().iter().map(|(_, g)| g));
+        if norm > max_norm && norm.is_finite() {
+            let coef = max_norm / (norm + 1e-6);
+            tch::no_grad(|| {
+                for (_, g) in self.grads() {
+                    let _ = g.detach().g_mul_scalar_(coef);
+                }
+            });
+        }
+        norm
+    }
+}
+
+/// √Σ‖tᵢ‖² over the given tensors (0 for none), as f64.
+pub fn global_norm<'a>(ts: impl Iterator<Item = &'a Tensor>) -> f64 {
+    let norms: Vec<Tensor> =
+        ts.map(|t| t.detach().to_kind(tch::Kind::Float).norm().square()).collect();
+    if norms.is_empty() {
+        return 0.0;
+    }
+    Tensor::stack(&norms, 0).sum(tch::Kind::Float).sqrt().double_value(&[])
+}

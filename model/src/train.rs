@@ -1,0 +1,332 @@
+//! The training configuration, its resolved plan, and one MoCo v3 step (schedules, forward,
+//! backward, gradient norms, optional clipping, optimizer), with the state a checkpoint needs.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::amp::Autocast;
+use crate::checkpoint::Loaded;
+use crate::moco::{Moco, MocoConfig, normalize_views};
+use crate::optim::{Optimizer, OptimizerConfig, global_norm};
+use crate::schedule::Schedule;
+use crate::vit::VitConfig;
+
+/// Everything a run is configured by, as flat keys (TOML file, then `--set key=value`).
+/// Defaults are the MoCo v3 ViT reference (DESIGN.md) except where noted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `vit_tiny`, `vit_small`, `vit_base`, `vit_large`; the keys below override its shape.
+    pub preset: String,
+    pub image_size: Option<i64>,
+    pub patch: Option<i64>,
+    pub dim: Option<i64>,
+    pub depth: Option<i64>,
+    pub heads: Option<i64>,
+    pub mlp_ratio: Option<i64>,
+    pub mlp_dim: i64,
+    pub out_dim: i64,
+    pub temperature: f64,
+    pub freeze_patch: bool,
+    /// Global batch size (the reference: 4096; default here 256, one GPU).
+    pub batch_size: usize,
+    pub epochs: f64,
+    pub warmup_epochs: f64,
+    /// lr = base_lr × batch_size / 256.
+    pub base_lr: f64,
+    /// Momentum-encoder coefficient at the start (rises to 1 on a half cosine).
+    pub momentum: f64,
+    /// `adamw` or `lars`.
+    pub optimizer: String,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// AdamW: also decay LayerNorm/BN weights and biases (the reference does).
+    pub decay_norms_and_biases: bool,
+    pub lars_momentum: f64,
+    pub trust_coefficient: f64,
+    /// Clip the global gradient norm to this; 0 = off (the reference does not clip).
+    pub grad_clip: f64,
+    /// `bf16` (autocast on CUDA; ignored on CPU unless `amp_on_cpu`) or `off`.
+    pub amp: String,
+    pub amp_on_cpu: bool,
+    /// TF32 matmuls on CUDA.
+    pub tf32: bool,
+    pub seed: u64,
+    /// Stop after this many steps (0 = the whole schedule); the schedule still spans `epochs`.
+    pub max_steps: u64,
+    /// Loader worker threads (0 = cores − 1) and batches prefetched.
+    pub threads: usize,
+    pub prefetch: usize,
+    /// CPU threads of libtorch (0 = its default).
+    pub torch_threads: i32,
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    /// kNN on the val shards every this many steps and at the end (0 = only at the end).
+    pub knn_every: u64,
+    pub knn_k: i64,
+    pub knn_temperature: f64,
+    /// At most this many train / val images for kNN (0 = all).
+    pub knn_train_limit: usize,
+    pub knn_val_limit: usize,
+    /// A first-layer gradient norm above this multiple of its running median is flagged.
+    pub spike_factor: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            preset: "vit_small".to_owned(),
+            image_size: None,
+            patch: None,
+            dim: None,
+            depth: None,
+            heads: None,
+            mlp_ratio: None,
+            mlp_dim: 4096,
+            out_dim: 256,
+            temperature: 0.2,
+            freeze_patch: true,
+            batch_size: 256,
+            epochs: 300.0,
+            warmup_epochs: 40.0,
+            base_lr: 1.5e-4,
+            momentum: 0.99,
+            optimizer: "adamw".to_owned(),
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            decay_norms_and_biases: true,
+            lars_momentum: 0.9,
+            trust_coefficient: 0.001,
+            grad_clip: 0.0,
+            amp: "bf16".to_owned(),
+            amp_on_cpu: false,
+            tf32: true,
+            seed: 0,
+            max_steps: 0,
+            threads: 0,
+            prefetch: 4,
+            torch_threads: 0,
+            log_every: 10,
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+            knn_every: 0,
+            knn_k: 20,
+            knn_temperature: 0.07,
+            knn_train_limit: 0,
+            knn_val_limit: 0,
+            spike_factor: 10.0,
+        }
+    }
+}
+
+/// A configuration resolved against the data: model shape, scaled lr, steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub config: TrainConfig,
+    pub moco: MocoConfig,
+    pub optimizer: OptimizerConfig,
+    pub schedule: Schedule,
+    /// Steps this run takes (max_steps or the whole schedule).
+    pub steps: u64,
+    pub train_images: u64,
+    /// Mixed precision in effect on the chosen device.
+    pub autocast: bool,
+}
+
+impl TrainConfig {
+    /// Resolves the configuration for `train_images` images per epoch on `device`.
+    pub fn plan(&self, train_images: u64, device: Device) -> Result<Plan, String> {
+        let base = VitConfig::preset(&self.preset).ok_or_else(|| {
+            format!("unknown preset {:?}; one of {}", self.preset, VitConfig::PRESETS.join(", "))
+        })?;
+        let vit = VitConfig {
+            image_size: self.image_size.unwrap_or(base.image_size),
+            patch: self.patch.unwrap_or(base.patch),
+            dim: self.dim.unwrap_or(base.dim),
+            depth: self.depth.unwrap_or(base.depth),
+            heads: self.heads.unwrap_or(base.heads),
+            mlp_ratio: self.mlp_ratio.unwrap_or(base.mlp_ratio),
+        };
+        vit.check()?;
+        if self.batch_size < 2 {
+            return Err(format!(
+                "batch_size {} < 2: the contrastive loss needs negatives",
+                self.batch_size
+            ));
+        }
+        if train_images < self.batch_size as u64 {
+            return Err(format!(
+                "batch_size {} is larger than the {train_images} training images (batches drop the last partial one)",
+                self.batch_size
+            ));
+        }
+        let ok =
+            self.epochs > 0.0 && self.warmup_epochs >= 0.0 && self.warmup_epochs <= self.epochs;
+        if !ok {
+            return Err(format!(
+                "need epochs > 0 and 0 ≤ warmup_epochs ≤ epochs, got {} and {}",
+                self.epochs, self.warmup_epochs
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(format!("momentum {} is outside [0, 1]", self.momentum));
+        }
+        let optimizer = match self.optimizer.as_str() {
+            "adamw" => OptimizerConfig::Adamw {
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+                decay_norms_and_biases: self.decay_norms_and_biases,
+            },
+            "lars" => OptimizerConfig::Lars {
+                momentum: self.lars_momentum,
+                trust_coefficient: self.trust_coefficient,
+                weight_decay: self.weight_decay,
+            },
+            o => return Err(format!("unknown optimizer {o:?}; adamw or lars")),
+        };
+        let autocast = match self.amp.as_str() {
+            "off" => false,
+            "bf16" => device.is_cuda() || self.amp_on_cpu,
+            a => return Err(format!("unknown amp {a:?}; bf16 or off")),
+        };
+        let steps_per_epoch = train_images / self.batch_size as u64;
+        let schedule = Schedule {
+            lr: self.base_lr * self.batch_size as f64 / 256.0,
+            warmup_epochs: self.warmup_epochs,
+            epochs: self.epochs,
+            steps_per_epoch,
+            momentum: self.momentum,
+        };
+        let total = schedule.total_steps().max(1);
+        let steps = if self.max_steps > 0 { self.max_steps.min(total) } else { total };
+        let moco = MocoConfig {
+            vit,
+            mlp_dim: self.mlp_dim,
+            out_dim: self.out_dim,
+            temperature: self.temperature,
+            freeze_patch: self.freeze_patch,
+        };
+        Ok(Plan { config: self.clone(), moco, optimizer, schedule, steps, train_images, autocast })
+    }
+}
+
+/// What one step reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    pub lr: f64,
+    pub momentum: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Gradient norm of the first trained layer (patch projection, or block 0 when frozen).
+    pub grad_norm_first: f64,
+}
+
+/// The loss was NaN or infinite: nothing was applied to the online weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFinite {
+    pub step: u64,
+    pub loss: f64,
+}
+
+/// Model, optimizer and step counter.
+#[derive(Debug)]
+pub struct Trainer {
+    pub plan: Plan,
+    pub moco: Moco,
+    pub opt: Optimizer,
+    /// Steps taken so far.
+    pub step: u64,
+    pub device: Device,
+    first_layer: Vec<String>,
+}
+
+impl Trainer {
+    /// Seeds torch with `plan.config.seed` and builds the model with the reference init.
+    pub fn new(plan: Plan, device: Device) -> Self {
+        tch::manual_seed(plan.config.seed as i64);
+        let moco = Moco::new(plan.moco, device);
+        let params = moco.trainable();
+        let prefix = if plan.moco.freeze_patch {
+            "base_encoder.blocks.0."
+        } else {
+            "base_encoder.patch_embed."
+        };
+        let first_layer =
+            params.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(n, _)| n.clone()).collect();
+        let opt = Optimizer::new(plan.optimizer, params);
+        Self { plan, moco, opt, step: 0, device, first_layer }
+    }
+
+    /// Which parameters the first-layer gradient norm covers.
+    pub fn first_layer_names(&self) -> &[String] {
+        &self.first_layer
+    }
+
+    /// Float views from a `[B, 2, S, S, 3]` u8 batch already on the device.
+    pub fn views(&self, u8_batch: &Tensor) -> (Tensor, Tensor) {
+        normalize_views(u8_batch, Kind::Float)
+    }
+
+    /// One training step on a u8 two-view batch on the device. On a non-finite loss nothing is
+    /// applied to the online weights and the step counter does not move.
+    pub fn train_step(&mut self, u8_batch: &Tensor) -> Result<StepStats, NonFinite> {
+        let lr = self.plan.schedule.lr(self.step);
+        let m = self.plan.schedule.momentum(self.step);
+        let (x1, x2) = self.views(u8_batch);
+        self.opt.zero_grad();
+        let out = {
+            let _amp = self.plan.autocast.then(|| Autocast::new(self.device, Kind::BFloat16));
+            self.moco.forward(&x1, &x2, m)
+        };
+        let loss = out.loss.double_value(&[]);
+        if !loss.is_finite() {
+            return Err(NonFinite { step: self.step, loss });
+        }
+        out.loss.backward();
+        let grads = self.opt.grads();
+        let first = global_norm(
+            grads.iter().filter(|(n, _)| self.first_layer.iter().any(|f| f == n)).map(|(_, g)| g),
+        );
+        let grad_norm = if self.plan.config.grad_clip > 0.0 {
+            self.opt.clip_grad_norm(self.plan.config.grad_clip)
+        } else {
+            global_norm(grads.iter().map(|(_, g)| g))
+        };
+        self.opt.step(lr);
+        self.step += 1;
+        Ok(StepStats { loss, lr, momentum: m, grad_norm, grad_norm_first: first })
+    }
+
+    /// Everything a checkpoint holds as tensors: model variables by name, optimizer state
+    /// under `optim.`.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v = self.moco.named_tensors();
+        v.extend(self.opt.state_tensors().into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
+        v
+    }
+
+    /// Restores model and optimizer from a checkpoint taken after `step` steps.
+    pub fn restore(&mut self, loaded: &Loaded, step: u64) -> Result<(), String> {
+        self.moco.load_named(&loaded.tensors)?;
+        let optim: HashMap<String, Tensor> = loaded
+            .tensors
+            .iter()
+            .filter_map(|(n, t)| {
+                n.strip_prefix("optim.").map(|s| (s.to_owned(), t.shallow_clone()))
+            })
+            .collect();
+        self.opt.load_state(&optim, step as i64)?;
+        self.step = step;
+        Ok(())
+    }
+}
