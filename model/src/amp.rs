@@ -23,6 +23,16 @@ mod ffi {
         pub fn decrement_nesting() -> i64;
         #[link_name = "_ZN2at8autocast11clear_cacheEv"]
         pub fn clear_cache();
+        /// `at::globalContext()`: a reference to the process-wide `at::Context`.
+        #[link_name = "_ZN2at13globalContextEv"]
+        pub fn global_context() -> *mut std::ffi::c_void;
+        /// Member functions: `this` comes first (Itanium C++ ABI).
+        #[link_name = "_ZN2at7Context18setAllowTF32CuBLASEb"]
+        pub fn set_allow_tf32_cublas(ctx: *mut std::ffi::c_void, allow: bool);
+        #[link_name = "_ZN2at7Context17setAllowTF32CuDNNEb"]
+        pub fn set_allow_tf32_cudnn(ctx: *mut std::ffi::c_void, allow: bool);
+        #[link_name = "_ZNK2at7Context15allowTF32CuBLASEv"]
+        pub fn allow_tf32_cublas(ctx: *mut std::ffi::c_void) -> bool;
     }
 }
 
@@ -83,6 +93,24 @@ impl Drop for Autocast {
     }
 }
 
+/// TF32 for CUDA matmuls and convolutions (`torch.backends.cuda.matmul.allow_tf32` and
+/// `torch.backends.cudnn.allow_tf32`). Harmless without CUDA.
+pub fn set_tf32(allow: bool) {
+    // SAFETY: globalContext() returns a valid, process-lifetime object; the setters take it as
+    // `this`.
+    unsafe {
+        let ctx = ffi::global_context();
+        ffi::set_allow_tf32_cublas(ctx, allow);
+        ffi::set_allow_tf32_cudnn(ctx, allow);
+    }
+}
+
+/// Whether TF32 is allowed for CUDA matmuls.
+pub fn tf32() -> bool {
+    // SAFETY: as in `set_tf32`.
+    unsafe { ffi::allow_tf32_cublas(ffi::global_context()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +132,15 @@ mod tests {
         }
         assert!(!Autocast::is_enabled(Device::Cpu));
         assert_eq!(a.matmul(&b).kind(), Kind::Float);
+    }
+
+    #[test]
+    fn tf32_flag_round_trips() {
+        let before = tf32();
+        set_tf32(true);
+        assert!(tf32());
+        set_tf32(false);
+        assert!(!tf32());
+        set_tf32(before);
     }
 }

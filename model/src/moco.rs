@@ -297,13 +297,22 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-/// Two-view u8 batch `[B, 2, S, S, 3]` (HWC, on any device) → two normalised float batches
+/// `(x / 255 − mean) / std` over the last (channel) dimension, in fp32.
+fn scale_u8(u8_hwc: &Tensor) -> Tensor {
+    let dev = u8_hwc.device();
+    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(dev);
+    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(dev);
+    (u8_hwc.to_kind(Kind::Float) / 255.0 - mean) / std
+}
+
+/// Two-view u8 batch `[B, 2, S, S, 3]` (HWC, on any device) → two normalised batches
 /// `[B, 3, S, S]` of `kind`, as `ToTensor` then `Normalize` make them: (x / 255 − mean) / std.
 pub fn normalize_views(u8_batch: &Tensor, kind: Kind) -> (Tensor, Tensor) {
-    let dev = u8_batch.device();
-    let x = u8_batch.to_kind(Kind::Float) / 255.0;
-    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(dev).view([1, 1, 1, 1, 3]);
-    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(dev).view([1, 1, 1, 1, 3]);
-    let x = ((x - mean) / std).permute([1, 0, 4, 2, 3]).to_kind(kind);
+    let x = scale_u8(u8_batch).permute([1, 0, 4, 2, 3]).to_kind(kind);
     (x.get(0).contiguous(), x.get(1).contiguous())
+}
+
+/// One-view u8 batch `[B, S, S, 3]` → normalised `[B, 3, S, S]` of `kind`.
+pub fn normalize_images(u8_batch: &Tensor, kind: Kind) -> Tensor {
+    scale_u8(u8_batch).permute([0, 3, 1, 2]).to_kind(kind).contiguous()
 }

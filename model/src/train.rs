@@ -75,6 +75,9 @@ pub struct TrainConfig {
     pub knn_val_limit: usize,
     /// A first-layer gradient norm above this multiple of its running median is flagged.
     pub spike_factor: f64,
+    /// Test hook: make the input of this step (1-based) NaN, to exercise the non-finite-loss
+    /// path (0 = off).
+    pub debug_nan_at_step: u64,
 }
 
 impl Default for TrainConfig {
@@ -122,6 +125,7 @@ impl Default for TrainConfig {
             knn_train_limit: 0,
             knn_val_limit: 0,
             spike_factor: 10.0,
+            debug_nan_at_step: 0,
         }
     }
 }
@@ -282,7 +286,10 @@ impl Trainer {
     pub fn train_step(&mut self, u8_batch: &Tensor) -> Result<StepStats, NonFinite> {
         let lr = self.plan.schedule.lr(self.step);
         let m = self.plan.schedule.momentum(self.step);
-        let (x1, x2) = self.views(u8_batch);
+        let (mut x1, x2) = self.views(u8_batch);
+        if self.plan.config.debug_nan_at_step == self.step + 1 {
+            x1 *= f64::NAN;
+        }
         self.opt.zero_grad();
         let out = {
             let _amp = self.plan.autocast.then(|| Autocast::new(self.device, Kind::BFloat16));

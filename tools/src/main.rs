@@ -11,6 +11,8 @@ mod info;
 mod prep_shards;
 mod progress;
 mod shards;
+mod signals;
+mod train;
 
 /// Self-supervised ViT pretraining (MoCo v3) from memory-mapped Arrow shards.
 #[derive(Parser)]
@@ -34,6 +36,8 @@ enum Command {
     /// Inspect, verify or show a shard folder.
     #[command(subcommand)]
     Shards(shards::Command),
+    /// Pretrain a ViT with MoCo v3 on shards (resumable; see --help).
+    Train(train::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(&args),
         Command::PrepShards(args) => prep_shards::run(&args),
         Command::Shards(cmd) => shards::run(&cmd),
+        Command::Train(args) => train::run(&args),
     };
     match result {
         Ok(code) => code,

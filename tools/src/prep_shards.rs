@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::ValueEnum;
@@ -116,23 +115,6 @@ pub struct Args {
     threads: Option<usize>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    if STOP.swap(true, Ordering::SeqCst) {
-        // Second signal: stop now (finished shards are safe on disk either way).
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(130) };
-    }
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
-}
-
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new()
@@ -181,11 +163,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
-    install_signal_handlers();
+    crate::signals::install();
     let total: u64 = scan.splits.values().map(|v| v.len() as u64).sum();
     let mut bar = Progress::new(total, "images");
     let created_by = format!("twoview {}", env!("CARGO_PKG_VERSION"));
-    let result = prep::run(&scan, &args.out, &opts, &created_by, &STOP, |p| {
+    let result = prep::run(&scan, &args.out, &opts, &created_by, crate::signals::flag(), |p| {
         let mut msg = format!("{} skipped", p.skipped);
         if p.resumed_shards > 0 {
             msg.push_str(&format!(", {} shards kept from an earlier run", p.resumed_shards));
@@ -215,7 +197,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             args.views, args.view_size
         );
         let mut bar = Progress::new(total, "view pairs");
-        let r = prep::write_views(&args.out, &vs, &STOP, |done, _| bar.update(done, String::new()));
+        let r = prep::write_views(&args.out, &vs, crate::signals::flag(), |done, _| {
+            bar.update(done, String::new())
+        });
         bar.finish();
         r.with_context(|| format!("offline views into {}", args.out.display()))?;
         println!(

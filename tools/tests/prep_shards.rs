@@ -2,25 +2,15 @@
 //! codes, verify catching damage, and the whole imagenette224 train split.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use twoview_formats::Shard;
 use twoview_pipeline::RgbImage;
 use twoview_pipeline::decode::JpegEncoder;
 
-fn twoview() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_twoview"));
-    cmd.env_remove("LD_LIBRARY_PATH");
-    cmd
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{scratch, twoview};
 
 /// `n` synthetic 400x300 JPEGs in 4 class folders (textured, so they take real decode work).
 fn synthetic_root(root: &Path, n: u32) {

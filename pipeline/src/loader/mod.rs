@@ -10,6 +10,7 @@
 //! `v` is `pixels()[(2 * i + v) * H * W * 3..]`.
 
 mod buffer;
+pub mod eval;
 mod sampler;
 
 use std::sync::atomic::{AtomicBool, Ordering};
