@@ -197,8 +197,10 @@ impl Moco {
     pub fn update_momentum(&self, m: f64) {
         tch::no_grad(|| {
             for (b, mo) in &self.pairs {
-                let new = mo * m + b * (1.0 - m);
-                mo.shallow_clone().copy_(&new);
+                // mo·m + b·(1 − m), in place: one temporary instead of two and a copy.
+                let mut mo = mo.shallow_clone();
+                let _ = mo.g_mul_scalar_(m);
+                let _ = mo.g_add_(&(b * (1.0 - m)));
             }
         });
     }

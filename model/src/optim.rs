@@ -135,12 +135,17 @@ impl Optimizer {
                         let _ = s.a.lerp_(&grad, 1.0 - beta1);
                         let v = s.b.as_mut().expect("AdamW has a second moment");
                         let _ = v.g_mul_scalar_(beta2);
-                        let _ = v.g_add_(&(&grad * &grad * (1.0 - beta2)));
+                        // v + (1 − β₂)·g·g, rounded as PyTorch's addcmul_((g, g), value): the
+                        // scaled factor first, then the product. One temporary.
+                        let _ = v.addcmul_(&grad, &(&grad * (1.0 - beta2)));
                         let bc1 = 1.0 - beta1.powf(t);
                         let bc2 = 1.0 - beta2.powf(t);
                         let step_size = lr / bc1;
-                        let denom = v.sqrt() / bc2.sqrt() + eps;
-                        let _ = s.param.g_add_(&(&s.a / denom * (-step_size)));
+                        let mut denom = v.sqrt();
+                        let _ = denom.g_div_scalar_(bc2.sqrt());
+                        let _ = denom.g_add_scalar_(eps);
+                        // p + (−step·m) / denom, as addcdiv_(m, denom, value=−step) rounds it.
+                        let _ = s.param.addcdiv_(&(&s.a * (-step_size)), &denom);
                     }
                     OptimizerConfig::Lars { momentum, trust_coefficient, weight_decay } => {
                         let mut dp = grad.shallow_clone();

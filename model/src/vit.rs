@@ -91,6 +91,15 @@ impl VitConfig {
     }
 }
 
+impl VitConfig {
+    /// Backbone FLOPs of one MoCo v3 step per image: both views forward and backward through
+    /// the base encoder (3 × forward each) and forward through the momentum encoder: 8
+    /// forwards of 2 × MACs. Heads are not counted (small next to the backbone). Used for MFU.
+    pub fn moco_step_flops_per_image(&self) -> f64 {
+        16.0 * self.macs_per_image()
+    }
+}
+
 /// A linear layer (weight `[out, in]`, optional bias).
 #[derive(Debug)]
 pub struct Linear {

@@ -18,6 +18,35 @@ pub enum Command {
     Decode(DecodeArgs),
     /// The prefetching loader end to end from shards: pairs/s, data-wait, peak RSS.
     Loader(LoaderArgs),
+    /// One MoCo v3 training step (fp32 on the CPU, or the device given): seconds per step.
+    TrainStep(TrainStepArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainStepArgs {
+    /// Model preset (vit_tiny, vit_small, …).
+    #[arg(long, default_value = "vit_tiny")]
+    preset: String,
+    /// Image side.
+    #[arg(long, default_value_t = 224)]
+    image: i64,
+    /// Images per batch (two views each).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed steps (after `warmup` untimed ones).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// libtorch CPU threads (0 = its default).
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// bf16 autocast (CUDA).
+    #[arg(long)]
+    bf16: bool,
 }
 
 #[derive(clap::Args)]
@@ -97,7 +126,54 @@ pub fn run(cmd: &Command) -> anyhow::Result<()> {
         Command::Augment(args) => augment(args),
         Command::Decode(args) => decode_bench(args),
         Command::Loader(args) => loader_bench(args),
+        Command::TrainStep(args) => train_step_bench(args),
     }
+}
+
+fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
+    use twoview_model::train::{TrainConfig, Trainer};
+    let device = twoview_model::device::init(&a.device)?;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads);
+    }
+    let cfg = TrainConfig {
+        preset: a.preset.clone(),
+        image_size: Some(a.image),
+        batch_size: a.batch,
+        amp: if a.bf16 { "bf16".into() } else { "off".into() },
+        epochs: 100.0,
+        warmup_epochs: 10.0,
+        ..TrainConfig::default()
+    };
+    let plan = cfg.plan(a.batch as u64 * 1000, device).map_err(anyhow::Error::msg)?;
+    let vit = plan.moco.vit;
+    let mut trainer = Trainer::new(plan, device);
+    tch::manual_seed(1);
+    let s = a.image;
+    let batch = tch::Tensor::randint(256, [a.batch as i64, 2, s, s, 3], (tch::Kind::Uint8, device));
+    let mut times = Vec::new();
+    for i in 0..a.warmup + a.steps {
+        let t = Instant::now();
+        trainer.train_step(&batch).map_err(|e| anyhow::anyhow!("non-finite loss {e:?}"))?;
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        if i >= a.warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let med = median(times.clone());
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "twoview", "preset": a.preset, "image": a.image, "batch": a.batch,
+            "threads": tch::get_num_threads(), "device": a.device, "bf16": a.bf16,
+            "step_s_median": med, "step_s": times, "img_per_s": a.batch as f64 / med,
+            "gflop_per_step": vit.moco_step_flops_per_image() * a.batch as f64 / 1e9,
+            "mfu_flops_per_s": vit.moco_step_flops_per_image() * a.batch as f64 / med,
+        })
+    );
+    Ok(())
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -296,11 +296,11 @@ fn describe(plan: &Plan, device: Device) -> String {
     let v = plan.moco.vit;
     let c = &plan.config;
     let s = &plan.schedule;
-    let gflop = 2.0 * 3.0 * 2.0 * v.macs_per_image() * c.batch_size as f64 / 1e9;
+    let gflop = v.moco_step_flops_per_image() * c.batch_size as f64 / 1e9;
     format!(
         "ViT {}px/{} dim {} depth {} heads {} · {} images, batch {} → {} steps/epoch · {} epochs \
          ({} warmup) → this run {} steps · lr {:.3e} (base {} × {}/256) · {} · m {}→1 · τ {} · \
-         {:?} {} · ≈{:.0} GFLOP/step (backbone, fwd+bwd ×3 passes)",
+         {:?} {} · ≈{:.0} GFLOP/step (backbone)",
         v.image_size,
         v.patch,
         v.dim,

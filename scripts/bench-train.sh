@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One MoCo v3 training step (fp32, CPU, same threads), twoview beside the PyTorch reference
+# (timm ViT + the same heads/loss/AdamW, python/bench_train.py) in the same run, alternating
+# so drift on a shared machine hits both. Usage: scripts/bench-train.sh [ROUNDS]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+rounds=${1:-3}
+scripts/setup-venv.sh
+. scripts/env.sh
+cargo build --release --locked -p twoview-tools >/dev/null
+bin=target/release/twoview
+threads=$(nproc)
+echo "machine: $threads cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+for cfg in "vit_tiny 16" "vit_small 8"; do
+  set -- $cfg
+  for r in $(seq "$rounds"); do
+    "$bin" bench train-step --preset "$1" --batch "$2" --threads "$threads" --steps 5 --warmup 2
+    .venv/bin/python python/bench_train.py --preset "$1" --batch "$2" --threads "$threads" --steps 5 --warmup 2
+  done
+done
