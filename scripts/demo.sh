@@ -52,10 +52,25 @@ run_stage() {
 done_stages=""
 # What the recipe does to real images, before any training: a picture to look at.
 run_stage augment-preview 3 "$data" --recipe mocov3_vit --n 8 --out "$out/augment-preview.png"
-# Shorter side 128 raw: the CPU demo trains on small views, and 13 k images stay ~0.6 GB.
-run_stage prep-shards 7 "$data" --out "$out/shards" --short-side 128
+# Shorter side 72 raw: the CPU demo trains on 64-px views (configs/demo-cpu.toml); 13 k images
+# stay ~0.2 GB.
+run_stage prep-shards 7 "$data" --out "$out/shards" --short-side 72
 "$bin" shards inspect "$out/shards" | sed -n 1,8p # sed reads all of it: no SIGPIPE under pipefail
-run_stage train 5 --shards "$out/shards" --out "$out/run"
-run_stage eval 6 knn --checkpoint "$out/run/last.ckpt" --train-shards "$out/shards" \
+# A rerun continues an interrupted run (--resume) or, when finished, leaves it as it is.
+run_stage train 5 --shards "$out/shards" --out "$out/run" --config configs/demo-cpu.toml --resume
+.venv/bin/python - "$out/run/metrics.jsonl" <<'PY'
+import json, sys
+knn = [r for r in map(json.loads, open(sys.argv[1])) if r.get("kind") == "knn"]
+train = [r for r in map(json.loads, open(sys.argv[1])) if r.get("kind") == "train"]
+if train:
+    first, last = train[: max(1, len(train) // 10)], train[-max(1, len(train) // 10):]
+    mean = lambda rs: sum(r["loss"] for r in rs) / len(rs)
+    print(f"demo: loss {mean(first):.3f} (first 10 % of logged steps) -> {mean(last):.3f} (last 10 %)")
+if len(knn) >= 2:
+    a, b = knn[0], knn[-1]
+    print(f"demo: kNN top-1 on val: random init (step {a['step']}) {a['top1']:.2f} % -> "
+          f"pretrained (step {b['step']}) {b['top1']:.2f} %")
+PY
+run_stage eval 6 knn --checkpoint "$out/run/checkpoints" --train-shards "$out/shards" \
   --val-shards "$out/shards"
 echo "demo: all stages ran: $done_stages"

@@ -128,6 +128,23 @@ pub fn load_dir(dir: &Path, device: Device) -> io::Result<Loaded> {
     Ok(Loaded { dir: dir.to_owned(), step, tensors, state })
 }
 
+/// A checkpoint folder from what a user names: a `step-N` folder itself, a checkpoints folder
+/// (its newest), or a run folder (the newest under its `checkpoints/`).
+pub fn resolve(path: &Path) -> io::Result<PathBuf> {
+    if path.join(STATE).is_file() {
+        return Ok(path.to_owned());
+    }
+    for root in [path.join("checkpoints"), path.to_owned()] {
+        if let Some(dir) = latest(&root)? {
+            return Ok(dir);
+        }
+    }
+    Err(io::Error::other(format!(
+        "{}: no checkpoint (expected a step-NNNNNNNN folder, a checkpoints folder or a run folder)",
+        path.display()
+    )))
+}
+
 /// The newest complete checkpoint under `root`, if any.
 pub fn latest(root: &Path) -> io::Result<Option<PathBuf>> {
     Ok(list(root)?.into_iter().max().map(|s| step_dir(root, s)))

@@ -47,6 +47,10 @@ pub struct TrainStepArgs {
     /// bf16 autocast (CUDA).
     #[arg(long)]
     bf16: bool,
+    /// Also time the phases of a step (views, forward, backward, gradient norms, optimizer)
+    /// on extra steps, synchronising between them.
+    #[arg(long)]
+    phases: bool,
 }
 
 #[derive(clap::Args)]
@@ -163,12 +167,45 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
         }
     }
     let med = median(times.clone());
+    let mut phases = serde_json::Map::new();
+    if a.phases {
+        let sync = || {
+            if let tch::Device::Cuda(i) = device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        };
+        let mut ph: [Vec<f64>; 5] = Default::default();
+        for _ in 0..a.steps {
+            let mut t = Instant::now();
+            let mut lap = |k: usize, t: &mut Instant| {
+                sync();
+                ph[k].push(t.elapsed().as_secs_f64());
+                *t = Instant::now();
+            };
+            let (x1, x2) = trainer.views(&batch);
+            lap(0, &mut t);
+            trainer.opt.zero_grad();
+            let out = trainer.moco.forward(&x1, &x2, 0.99);
+            let _ = out.loss.double_value(&[]);
+            lap(1, &mut t);
+            out.loss.backward();
+            lap(2, &mut t);
+            let _ = twoview_model::optim::global_norm(trainer.opt.grads().iter().map(|(_, g)| g));
+            lap(3, &mut t);
+            trainer.opt.step(1e-4);
+            lap(4, &mut t);
+        }
+        for (name, v) in ["views", "forward", "backward", "grad_norm", "optimizer"].iter().zip(ph) {
+            phases.insert((*name).into(), median(v).into());
+        }
+    }
     println!(
         "{}",
         serde_json::json!({
             "impl": "twoview", "preset": a.preset, "image": a.image, "batch": a.batch,
             "threads": tch::get_num_threads(), "device": a.device, "bf16": a.bf16,
             "step_s_median": med, "step_s": times, "img_per_s": a.batch as f64 / med,
+            "phases_s": phases,
             "gflop_per_step": vit.moco_step_flops_per_image() * a.batch as f64 / 1e9,
             "mfu_flops_per_s": vit.moco_step_flops_per_image() * a.batch as f64 / med,
         })

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 mod augment_preview;
 mod bench;
+mod eval;
+mod features;
 mod info;
 mod prep_shards;
 mod progress;
@@ -26,6 +28,11 @@ struct Cli {
 enum Command {
     /// Write a contact sheet of images and their two augmented views (PNG).
     AugmentPreview(augment_preview::Args),
+    /// Evaluate a checkpoint's frozen backbone (k-NN).
+    #[command(subcommand)]
+    Eval(eval::Command),
+    /// Write a checkpoint's backbone under timm's names (safetensors + timm config JSON).
+    Export(eval::ExportArgs),
     /// Throughput benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -48,6 +55,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::AugmentPreview(args) => augment_preview::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => bench::run(&cmd).map(|()| ExitCode::SUCCESS),
+        Command::Eval(cmd) => eval::run(&cmd),
+        Command::Export(args) => eval::export(&args),
         Command::Info(args) => info::run(&args),
         Command::PrepShards(args) => prep_shards::run(&args),
         Command::Shards(cmd) => shards::run(&cmd),

@@ -14,12 +14,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use tch::{Device, Kind, Tensor};
 use twoview_model::checkpoint;
-use twoview_model::knn::{KnnParams, KnnResult, Labeled, knn};
-use twoview_model::moco::normalize_images;
+use twoview_model::knn::{KnnParams, KnnResult};
 use twoview_model::train::{Plan, TrainConfig, Trainer};
 use twoview_pipeline::augment::Recipe;
 use twoview_pipeline::formats::ShardSet;
-use twoview_pipeline::loader::eval::{EvalViews, spread_rows};
+use twoview_pipeline::loader::eval::spread_rows;
 use twoview_pipeline::loader::{ALIGN, Batch, BatchAlloc, Cursor, HeapAlloc, Loader, LoaderConfig};
 
 use crate::progress::Progress;
@@ -249,36 +248,19 @@ struct KnnData {
     classes: i64,
 }
 
-fn features(trainer: &Trainer, set: &ShardSet, rows: Vec<u64>) -> anyhow::Result<(Tensor, Tensor)> {
-    let size = trainer.plan.moco.vit.image_size;
-    let mut feats = Vec::new();
-    let mut labels = Vec::new();
-    for b in EvalViews::new(set, rows, size as u32, 256) {
-        let b = b?;
-        let x = Tensor::from_slice(&b.pixels)
-            .view([b.len as i64, size, size, 3])
-            .to_device(trainer.device);
-        let f = {
-            let _amp = trainer
-                .plan
-                .autocast
-                .then(|| twoview_model::amp::Autocast::new(trainer.device, Kind::BFloat16));
-            trainer.moco.features(&normalize_images(&x, Kind::Float))
-        };
-        feats.push(f.to_kind(Kind::Float).to_device(Device::Cpu));
-        labels.extend(b.labels.iter().map(|&l| l as i64));
-    }
-    Ok((Tensor::cat(&feats, 0), Tensor::from_slice(&labels)))
-}
-
 fn run_knn(trainer: &Trainer, data: &KnnData) -> anyhow::Result<KnnResult> {
     let c = &trainer.plan.config;
-    let (tf, tl) =
-        features(trainer, &data.train, spread_rows(data.train.len(), c.knn_train_limit))?;
-    let (vf, vl) = features(trainer, &data.val, spread_rows(data.val.len(), c.knn_val_limit))?;
     let p =
         KnnParams { classes: data.classes, k: c.knn_k, temperature: c.knn_temperature, chunk: 512 };
-    Ok(knn(Labeled { features: &tf, labels: &tl }, Labeled { features: &vf, labels: &vl }, p))
+    let limits = (c.knn_train_limit, c.knn_val_limit);
+    crate::features::knn_eval(
+        &trainer.moco,
+        trainer.plan.autocast,
+        &data.train,
+        &data.val,
+        limits,
+        p,
+    )
 }
 
 fn log_knn(metrics: &mut Metrics, step: u64, r: &KnnResult, train_n: usize) -> anyhow::Result<()> {
@@ -392,6 +374,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         trainer.first_layer_names().first().map_or("", String::as_str)
     );
     let start_step = trainer.step;
+    if resumed.is_some() && start_step >= plan.steps {
+        eprintln!(
+            "train: the run in {} already finished ({} steps); nothing to do",
+            args.out.display(),
+            plan.steps
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut metrics = Metrics::open(&args.out.join("metrics.jsonl"), start_step)?;
 
     let val_dir = args.val_shards.clone().unwrap_or_else(|| args.shards.clone());

@@ -3,47 +3,12 @@
 //! uninterrupted run; a NaN loss stops the run with exit 4 and the last good checkpoint intact;
 //! configuration mistakes are named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use twoview_pipeline::RgbImage;
-use twoview_pipeline::decode::JpegEncoder;
-
 mod common;
-use common::{scratch, twoview};
-
-/// 96 synthetic 48×40 JPEGs in 4 class folders, each class its own colour and stripe
-/// frequency, prepped into shards (train split only).
-fn shards(base: &Path) -> PathBuf {
-    let root = base.join("images");
-    let mut enc = JpegEncoder::new();
-    for i in 0..96u32 {
-        let (w, h, class) = (48u32, 40u32, i % 4);
-        let data = (0..h)
-            .flat_map(|y| {
-                (0..w).flat_map(move |x| {
-                    let stripe = ((x * (class + 1) + y * (i % 7)) / 4 % 2) as u8 * 120;
-                    [stripe.wrapping_add((class * 60) as u8), (x * 5 + i) as u8, (y * 6) as u8]
-                })
-            })
-            .collect();
-        let img = RgbImage::try_from_vec(data, w, h).unwrap();
-        let mut jpeg = Vec::new();
-        enc.encode(img.view(), 90, &mut jpeg).unwrap();
-        let dir = root.join(format!("class{class}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("img{i:03}.JPEG")), jpeg).unwrap();
-    }
-    let out = base.join("shards");
-    let st = twoview()
-        .args(["prep-shards", root.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--short-side", "36", "--threads", "1"])
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    out
-}
+use common::{scratch, shards, twoview};
 
 /// A tiny ViT (32 px, patch 8, dim 32, 2 blocks), batch 16, deterministic threading.
 const TINY: [&str; 20] = [

@@ -17,3 +17,47 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// 96 synthetic 48×40 JPEGs in 4 class folders (train; plus 32 in val when `val`), each class
+/// its own colour and stripe frequency, prepped into `base/shards` (short side 36).
+#[allow(dead_code)] // not every test binary uses it
+pub fn shards(base: &Path) -> PathBuf {
+    shards_with(base, false)
+}
+
+#[allow(dead_code)]
+pub fn shards_with(base: &Path, val: bool) -> PathBuf {
+    use twoview_pipeline::RgbImage;
+    use twoview_pipeline::decode::JpegEncoder;
+    let root = base.join("images");
+    let mut enc = JpegEncoder::new();
+    let splits: &[(&str, u32)] = if val { &[("train", 96), ("val", 32)] } else { &[("train", 96)] };
+    for &(split, n) in splits {
+        for i in 0..n {
+            let (w, h, class) = (48u32, 40u32, i % 4);
+            let data = (0..h)
+                .flat_map(|y| {
+                    (0..w).flat_map(move |x| {
+                        let stripe = ((x * (class + 1) + y * (i % 7)) / 4 % 2) as u8 * 120;
+                        [stripe.wrapping_add((class * 60) as u8), (x * 5 + i) as u8, (y * 6) as u8]
+                    })
+                })
+                .collect();
+            let img = RgbImage::try_from_vec(data, w, h).unwrap();
+            let mut jpeg = Vec::new();
+            enc.encode(img.view(), 90, &mut jpeg).unwrap();
+            let dir =
+                if val { root.join(split) } else { root.clone() }.join(format!("n0000000{class}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("img{i:03}.JPEG")), jpeg).unwrap();
+        }
+    }
+    let out = base.join("shards");
+    let st = twoview()
+        .args(["prep-shards", root.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--short-side", "36", "--threads", "1", "--split", "all"])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    out
+}

@@ -1,0 +1,153 @@
+//! `twoview eval knn` and `twoview export`: a trained (or random-init) backbone from a
+//! checkpoint, evaluated by k-NN or written under timm's names.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use twoview_model::checkpoint;
+use twoview_model::knn::KnnParams;
+use twoview_model::moco::Moco;
+use twoview_model::train::Plan;
+use twoview_model::vit::VitConfig;
+use twoview_pipeline::formats::ShardSet;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Weighted k-NN top-1/top-5 of frozen features (class token after the final norm).
+    Knn(KnnArgs),
+}
+
+#[derive(clap::Args)]
+pub struct KnnArgs {
+    /// A checkpoint: a step-NNNNNNNN folder, a checkpoints folder or a run folder (newest).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Shards whose `train` split is the memory bank.
+    #[arg(long)]
+    train_shards: PathBuf,
+    /// Shards whose `val` split is classified.
+    #[arg(long)]
+    val_shards: PathBuf,
+    /// Neighbours.
+    #[arg(long, default_value_t = 20)]
+    k: i64,
+    /// Vote temperature: weight exp(similarity / T).
+    #[arg(long, default_value_t = 0.07)]
+    temperature: f64,
+    /// At most this many train / val images, evenly spread (0 = all).
+    #[arg(long, default_value_t = 0)]
+    train_limit: usize,
+    #[arg(long, default_value_t = 0)]
+    val_limit: usize,
+    /// Evaluate the same architecture at its random init (the run's seed) instead.
+    #[arg(long)]
+    random_init: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// A checkpoint: a step-NNNNNNNN folder, a checkpoints folder or a run folder (newest).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Output safetensors file; its timm configuration goes beside it as `<out>.json`.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The plan and tensors of the checkpoint `path` names, with the model built on `device`
+/// (weights loaded, or left at the run's random init).
+fn load_model(
+    path: &Path,
+    device: tch::Device,
+    random_init: bool,
+) -> anyhow::Result<(Plan, Moco, PathBuf, u64)> {
+    let dir = checkpoint::resolve(path)?;
+    let loaded = checkpoint::load_dir(&dir, device)?;
+    let plan: Plan = serde_json::from_value(loaded.state["plan"].clone())
+        .with_context(|| format!("{}: state.json has no readable plan", dir.display()))?;
+    tch::manual_seed(plan.config.seed as i64);
+    let moco = Moco::new(plan.moco, device);
+    if !random_init {
+        moco.load_named(&loaded.tensors).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    }
+    Ok((plan, moco, dir, loaded.step))
+}
+
+pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Knn(a) => {
+            let device = twoview_model::device::init(&a.device)?;
+            let (plan, moco, dir, step) = load_model(&a.checkpoint, device, a.random_init)?;
+            let train = ShardSet::open(&a.train_shards, "train")?;
+            let val = ShardSet::open(&a.val_shards, "val")?;
+            let classes = train.manifest().classes.len().max(1) as i64;
+            let p = KnnParams { classes, k: a.k, temperature: a.temperature, chunk: 512 };
+            let r = crate::features::knn_eval(
+                &moco,
+                plan.autocast,
+                &train,
+                &val,
+                (a.train_limit, a.val_limit),
+                p,
+            )?;
+            let what =
+                if a.random_init { "random init".to_owned() } else { format!("step {step}") };
+            eprintln!("eval knn: {} ({what}), k {}, T {}", dir.display(), r.k, a.temperature);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "checkpoint": dir, "step": step, "random_init": a.random_init, "top1": r.top1,
+                    "top5": r.top5, "k": r.k, "temperature": a.temperature, "val_images": r.n,
+                })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// timm's model name for a preset shape at 224, if the shape is one.
+fn timm_name(v: &VitConfig) -> Option<String> {
+    let name = VitConfig::PRESETS.iter().find(|p| VitConfig::preset(p).as_ref() == Some(v))?;
+    Some(format!("{}_patch16_224", name))
+}
+
+pub fn export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let (plan, moco, dir, step) = load_model(&a.checkpoint, tch::Device::Cpu, false)?;
+    let tensors: Vec<(String, tch::Tensor)> = moco
+        .named_tensors()
+        .into_iter()
+        .filter_map(|(n, t)| {
+            let n = n.strip_prefix("base_encoder.")?;
+            (!n.starts_with("head.")).then(|| (n.to_owned(), t))
+        })
+        .collect();
+    let tmp = a.out.with_extension("safetensors.tmp");
+    tch::Tensor::write_safetensors(&tensors, &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
+    let v = plan.moco.vit;
+    let meta = serde_json::json!({
+        "source": dir, "step": step, "tensors": tensors.len(),
+        "timm_create_model": timm_name(&v),
+        "timm_vision_transformer": {
+            "img_size": v.image_size, "patch_size": v.patch, "embed_dim": v.dim, "depth": v.depth,
+            "num_heads": v.heads, "mlp_ratio": v.mlp_ratio, "qkv_bias": true, "class_token": true,
+            "global_pool": "token", "num_classes": 0,
+        },
+        "note": "LayerNorm eps 1e-6 (timm's ViT default); pos_embed holds MoCo v3's fixed sin-cos embedding",
+    });
+    let side = a.out.with_extension("json");
+    std::fs::write(&side, serde_json::to_string_pretty(&meta)? + "\n")?;
+    eprintln!(
+        "export: {} tensors of {} (step {step}) → {} (timm config in {})",
+        tensors.len(),
+        dir.display(),
+        a.out.display(),
+        side.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

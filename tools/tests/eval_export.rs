@@ -1,0 +1,136 @@
+//! `twoview eval knn` and `twoview export` on a briefly trained tiny ViT: k-NN runs on trained
+//! and random-init weights, and the exported backbone loads into timm's VisionTransformer with
+//! strict loading and gives the Rust model's features (relative error < 1e-5, fp32).
+
+use std::path::Path;
+
+mod common;
+use common::{scratch, shards_with, twoview};
+
+fn venv_python() -> Option<std::path::PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have {} (scripts/setup-venv.sh)",
+        p.display()
+    );
+    eprintln!("SKIP: {} is absent; run scripts/setup-venv.sh", p.display());
+    None
+}
+
+fn train_tiny(shards: &Path, out: &Path) {
+    let mut cmd = twoview();
+    cmd.args(["train", "--shards", shards.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    for kv in [
+        "image_size=32",
+        "patch=8",
+        "dim=32",
+        "depth=2",
+        "heads=2",
+        "mlp_dim=64",
+        "out_dim=32",
+        "batch_size=16",
+        "base_lr=0.005",
+        "epochs=3",
+        "warmup_epochs=1",
+        "threads=1",
+        "amp=off",
+        "checkpoint_every=0",
+        "knn_every=0",
+    ] {
+        cmd.args(["--set", kv]);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("kNN top-1"), "train reports kNN on the val split at the end: {err}");
+}
+
+fn knn(run: &Path, shards: &Path, random: bool) -> serde_json::Value {
+    let mut cmd = twoview();
+    cmd.args(["eval", "knn", "--checkpoint", run.to_str().unwrap()]);
+    cmd.args([
+        "--train-shards",
+        shards.to_str().unwrap(),
+        "--val-shards",
+        shards.to_str().unwrap(),
+    ]);
+    if random {
+        cmd.arg("--random-init");
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn knn_and_timm_export_of_a_trained_checkpoint() {
+    let base = scratch("eval_export");
+    let shards = shards_with(&base, true);
+    let run = base.join("run");
+    train_tiny(&shards, &run);
+
+    let trained = knn(&run, &shards, false);
+    let random = knn(&run, &shards, true);
+    assert_eq!(trained["val_images"], 32);
+    assert_eq!(trained["step"], 18, "3 epochs of 6 batches");
+    for r in [&trained, &random] {
+        let (t1, t5) = (r["top1"].as_f64().unwrap(), r["top5"].as_f64().unwrap());
+        assert!((0.0..=100.0).contains(&t1) && t5 >= t1, "{r}");
+    }
+    // The metrics' final kNN is the same evaluation as `eval knn` of the final checkpoint.
+    let last_knn = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|v| v["kind"] == "knn")
+        .unwrap();
+    assert_eq!(last_knn["top1"], trained["top1"]);
+
+    let out = base.join("vit.safetensors");
+    let o = twoview()
+        .args(["export", "--checkpoint", run.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<String> =
+        tch::Tensor::read_safetensors(&out).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"blocks.1.attn.qkv.weight".to_owned())
+            && names.contains(&"pos_embed".to_owned())
+    );
+    assert!(names.iter().all(|n| !n.starts_with("head") && !n.contains("encoder")), "{names:?}");
+
+    let Some(python) = venv_python() else { return };
+    tch::manual_seed(5);
+    let x = tch::Tensor::randn([4, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+    let inp = base.join("input.safetensors");
+    tch::Tensor::write_safetensors(&[("x", &x)], &inp).unwrap();
+    let feats = base.join("timm-features.safetensors");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/timm_export_check.py");
+    let o = std::process::Command::new(python)
+        .arg(script)
+        .args([&out, &out.with_extension("json"), &inp, &feats])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "timm could not load the export:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let theirs = &tch::Tensor::read_safetensors(&feats).unwrap()[0].1;
+
+    let dir = twoview_model::checkpoint::resolve(&run).unwrap();
+    let loaded = twoview_model::checkpoint::load_dir(&dir, tch::Device::Cpu).unwrap();
+    let plan: twoview_model::train::Plan =
+        serde_json::from_value(loaded.state["plan"].clone()).unwrap();
+    let moco = twoview_model::moco::Moco::new(plan.moco, tch::Device::Cpu);
+    moco.load_named(&loaded.tensors).unwrap();
+    let ours = moco.features(&x);
+    let rel = (&ours - theirs).norm().double_value(&[]) / theirs.norm().double_value(&[]);
+    assert!(rel < 1e-5, "timm features differ from ours: relative error {rel:.3e}");
+    eprintln!("timm round trip: relative error {rel:.3e}");
+}
