@@ -54,10 +54,10 @@ done_stages=""
 run_stage augment-preview 3 "$data" --recipe mocov3_vit --n 8 --out "$out/augment-preview.png"
 # Shorter side 72 raw: the CPU demo trains on 64-px views (configs/demo-cpu.toml); 13 k images
 # stay ~0.2 GB.
-run_stage prep-shards 7 "$data" --out "$out/shards" --short-side 72
-"$bin" shards inspect "$out/shards" | sed -n 1,8p # sed reads all of it: no SIGPIPE under pipefail
+run_stage prep-shards 7 "$data" --out "$out/shards72" --short-side 72
+"$bin" shards inspect "$out/shards72" | sed -n 1,8p # sed reads all of it: no SIGPIPE under pipefail
 # A rerun continues an interrupted run (--resume) or, when finished, leaves it as it is.
-run_stage train 5 --shards "$out/shards" --out "$out/run" --config configs/demo-cpu.toml --resume
+run_stage train 5 --shards "$out/shards72" --out "$out/run" --config configs/demo-cpu.toml --resume
 .venv/bin/python - "$out/run/metrics.jsonl" <<'PY'
 import json, sys
 knn = [r for r in map(json.loads, open(sys.argv[1])) if r.get("kind") == "knn"]
@@ -71,6 +71,6 @@ if len(knn) >= 2:
     print(f"demo: kNN top-1 on val: random init (step {a['step']}) {a['top1']:.2f} % -> "
           f"pretrained (step {b['step']}) {b['top1']:.2f} %")
 PY
-run_stage eval 6 knn --checkpoint "$out/run/checkpoints" --train-shards "$out/shards" \
-  --val-shards "$out/shards"
+run_stage eval 6 knn --checkpoint "$out/run/checkpoints" --train-shards "$out/shards72" \
+  --val-shards "$out/shards72"
 echo "demo: all stages ran: $done_stages"
