@@ -18,6 +18,7 @@ mod error;
 pub mod knn;
 pub mod moco;
 pub mod optim;
+pub mod probe;
 pub mod schedule;
 pub mod train;
 pub mod vit;

@@ -235,3 +235,65 @@ pub fn global_norm<'a>(ts: impl Iterator<Item = &'a Tensor>) -> f64 {
     }
     Tensor::stack(&norms, 0).sum(tch::Kind::Float).sqrt().double_value(&[])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn params() -> Vec<(String, Tensor)> {
+        let o = (Kind::Float, Device::Cpu);
+        vec![
+            ("w".to_owned(), Tensor::ones([2, 3], o).set_requires_grad(true)),
+            ("b".to_owned(), Tensor::ones([3], o).set_requires_grad(true)),
+        ]
+    }
+
+    #[test]
+    fn adamw_can_spare_norms_and_biases_from_decay() {
+        for decay_1d in [true, false] {
+            let ps = params();
+            let cfg = OptimizerConfig::Adamw {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.5,
+                decay_norms_and_biases: decay_1d,
+            };
+            let mut opt = Optimizer::new(
+                cfg,
+                ps.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+            );
+            // Zero gradients: only weight decay moves a parameter.
+            for (_, p) in &ps {
+                p.sum(Kind::Float).multiply_scalar(0.0).backward();
+            }
+            opt.step(0.1);
+            let w = ps[0].1.double_value(&[0, 0]);
+            let b = ps[1].1.double_value(&[0]);
+            assert!((w - 0.95).abs() < 1e-6, "matrices are always decayed: {w}");
+            let want_b = if decay_1d { 0.95 } else { 1.0 };
+            assert!((b - want_b).abs() < 1e-6, "decay_norms_and_biases {decay_1d}: {b}");
+        }
+    }
+
+    #[test]
+    fn clipping_scales_the_global_norm_and_reports_it_before() {
+        let ps = params();
+        let opt = Optimizer::new(
+            OptimizerConfig::adamw_reference(),
+            ps.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+        );
+        // d/dp of sum(3p) = 3 everywhere: 9 elements → global norm 3·√9 = 9.
+        for (_, p) in &ps {
+            (p.sum(Kind::Float) * 3.0).backward();
+        }
+        let before = opt.clip_grad_norm(1.0);
+        assert!((before - 9.0).abs() < 1e-5, "{before}");
+        let after = global_norm(opt.grads().iter().map(|(_, g)| g));
+        assert!((after - 1.0).abs() < 1e-5, "{after}");
+        // Below the limit nothing changes.
+        assert!((opt.clip_grad_norm(5.0) - after).abs() < 1e-6);
+        assert!((global_norm(opt.grads().iter().map(|(_, g)| g)) - after).abs() < 1e-6);
+    }
+}

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use twoview_model::checkpoint;
-use twoview_model::knn::KnnParams;
+use twoview_model::knn::{KnnParams, Labeled};
+use twoview_model::probe::{ProbeConfig, linear_probe};
+use twoview_pipeline::loader::eval::spread_rows;
+
+use crate::features::features;
 use twoview_model::moco::Moco;
 use twoview_model::train::Plan;
 use twoview_model::vit::VitConfig;
@@ -16,6 +20,41 @@ use twoview_pipeline::formats::ShardSet;
 pub enum Command {
     /// Weighted k-NN top-1/top-5 of frozen features (class token after the final norm).
     Knn(KnnArgs),
+    /// Linear probe on frozen features (cached once): BN without affine + linear, SGD, cosine.
+    Linear(LinearArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LinearArgs {
+    /// A checkpoint: a step-NNNNNNNN folder, a checkpoints folder or a run folder (newest).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Shards whose `train` split trains the classifier.
+    #[arg(long)]
+    train_shards: PathBuf,
+    /// Shards whose `val` split is classified.
+    #[arg(long)]
+    val_shards: PathBuf,
+    /// Epochs over the cached features (MoCo v3: 90).
+    #[arg(long, default_value_t = 90)]
+    epochs: usize,
+    /// Batch size (MoCo v3: 1024; capped at the number of train images).
+    #[arg(long, default_value_t = 1024)]
+    batch: i64,
+    /// lr = base_lr × batch / 256 (MoCo v3's ViT probe: 3).
+    #[arg(long, default_value_t = 3.0)]
+    base_lr: f64,
+    /// At most this many train / val images, evenly spread (0 = all).
+    #[arg(long, default_value_t = 0)]
+    train_limit: usize,
+    #[arg(long, default_value_t = 0)]
+    val_limit: usize,
+    /// Evaluate the same architecture at its random init (the run's seed) instead.
+    #[arg(long)]
+    random_init: bool,
+    /// cpu, cuda or cuda:N (features; the probe itself trains on the CPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +141,44 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "checkpoint": dir, "step": step, "random_init": a.random_init, "top1": r.top1,
                     "top5": r.top5, "k": r.k, "temperature": a.temperature, "val_images": r.n,
+                })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Linear(a) => {
+            let device = twoview_model::device::init(&a.device)?;
+            let (plan, moco, dir, step) = load_model(&a.checkpoint, device, a.random_init)?;
+            let train = ShardSet::open(&a.train_shards, "train")?;
+            let val = ShardSet::open(&a.val_shards, "val")?;
+            let classes = train.manifest().classes.len().max(1) as i64;
+            let rows = |s: &ShardSet, limit| spread_rows(s.len(), limit);
+            let (tf, tl) = features(&moco, plan.autocast, &train, rows(&train, a.train_limit))?;
+            let (vf, vl) = features(&moco, plan.autocast, &val, rows(&val, a.val_limit))?;
+            let cfg = ProbeConfig {
+                epochs: a.epochs,
+                batch: a.batch,
+                base_lr: a.base_lr,
+                ..ProbeConfig::default()
+            };
+            let r = linear_probe(
+                Labeled { features: &tf, labels: &tl },
+                Labeled { features: &vf, labels: &vl },
+                classes,
+                cfg,
+            );
+            let what =
+                if a.random_init { "random init".to_owned() } else { format!("step {step}") };
+            eprintln!(
+                "eval linear: {} ({what}), {} epochs over {} cached train features",
+                dir.display(),
+                a.epochs,
+                tf.size()[0]
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "checkpoint": dir, "step": step, "random_init": a.random_init, "top1": r.top1,
+                    "top5": r.top5, "epochs": a.epochs, "train_images": tf.size()[0], "val_images": r.n,
                 })
             );
             Ok(ExitCode::SUCCESS)

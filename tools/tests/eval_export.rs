@@ -1,11 +1,12 @@
-//! `twoview eval knn` and `twoview export` on a briefly trained tiny ViT: k-NN runs on trained
-//! and random-init weights, and the exported backbone loads into timm's VisionTransformer with
-//! strict loading and gives the Rust model's features (relative error < 1e-5, fp32).
+//! `twoview eval knn`, `twoview eval linear` and `twoview export` on a briefly trained tiny
+//! ViT: k-NN and the linear probe run on trained and random-init weights, and the exported
+//! backbone loads into timm's VisionTransformer with strict loading and gives the Rust model's
+//! features (relative error < 1e-5, fp32).
 
 use std::path::Path;
 
 mod common;
-use common::{scratch, shards_with, twoview};
+use common::{scratch, shards_with, train_cmd, twoview};
 
 fn venv_python() -> Option<std::path::PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
@@ -22,36 +23,20 @@ fn venv_python() -> Option<std::path::PathBuf> {
 }
 
 fn train_tiny(shards: &Path, out: &Path) {
-    let mut cmd = twoview();
-    cmd.args(["train", "--shards", shards.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    for kv in [
-        "image_size=32",
-        "patch=8",
-        "dim=32",
-        "depth=2",
-        "heads=2",
-        "mlp_dim=64",
-        "out_dim=32",
-        "batch_size=16",
-        "base_lr=0.005",
-        "epochs=3",
-        "warmup_epochs=1",
-        "threads=1",
-        "amp=off",
-        "checkpoint_every=0",
-        "knn_every=0",
-    ] {
-        cmd.args(["--set", kv]);
-    }
-    let o = cmd.output().unwrap();
+    // The whole (3-epoch) schedule of the shared tiny configuration, no checkpoints on the way.
+    let extra = ["epochs=3", "warmup_epochs=1", "max_steps=0", "checkpoint_every=0", "knn_every=0"];
+    let o = train_cmd(shards, out, &extra).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("kNN top-1"), "train reports kNN on the val split at the end: {err}");
 }
 
-fn knn(run: &Path, shards: &Path, random: bool) -> serde_json::Value {
+fn eval(what: &str, run: &Path, shards: &Path, random: bool) -> serde_json::Value {
     let mut cmd = twoview();
-    cmd.args(["eval", "knn", "--checkpoint", run.to_str().unwrap()]);
+    cmd.args(["eval", what, "--checkpoint", run.to_str().unwrap()]);
+    if what == "linear" {
+        cmd.args(["--epochs", "20", "--batch", "32"]);
+    }
     cmd.args([
         "--train-shards",
         shards.to_str().unwrap(),
@@ -73,11 +58,14 @@ fn knn_and_timm_export_of_a_trained_checkpoint() {
     let run = base.join("run");
     train_tiny(&shards, &run);
 
-    let trained = knn(&run, &shards, false);
-    let random = knn(&run, &shards, true);
+    let trained = eval("knn", &run, &shards, false);
+    let random = eval("knn", &run, &shards, true);
     assert_eq!(trained["val_images"], 32);
     assert_eq!(trained["step"], 18, "3 epochs of 6 batches");
-    for r in [&trained, &random] {
+    let probe = eval("linear", &run, &shards, false);
+    let probe_random = eval("linear", &run, &shards, true);
+    assert_eq!(probe["train_images"], 96);
+    for r in [&trained, &random, &probe, &probe_random] {
         let (t1, t5) = (r["top1"].as_f64().unwrap(), r["top5"].as_f64().unwrap());
         assert!((0.0..=100.0).contains(&t1) && t5 >= t1, "{r}");
     }

@@ -8,41 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{scratch, shards, twoview};
-
-/// A tiny ViT (32 px, patch 8, dim 32, 2 blocks), batch 16, deterministic threading.
-const TINY: [&str; 20] = [
-    "image_size=32",
-    "patch=8",
-    "dim=32",
-    "depth=2",
-    "heads=2",
-    "mlp_dim=64",
-    "out_dim=32",
-    "batch_size=16",
-    "base_lr=0.005",
-    "epochs=20",
-    "warmup_epochs=2",
-    "threads=1",
-    "torch_threads=1",
-    "log_every=1",
-    "checkpoint_every=4",
-    "keep_checkpoints=2",
-    "max_steps=60",
-    "seed=7",
-    "amp=off",
-    "prefetch=2",
-];
-
-fn train_cmd(shards: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut cmd = twoview();
-    cmd.args(["train", "--shards", shards.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    cmd.args(["--preset", "vit_tiny"]);
-    for kv in TINY.iter().chain(extra) {
-        cmd.args(["--set", kv]);
-    }
-    cmd
-}
+use common::{scratch, shards, train_cmd, twoview};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
