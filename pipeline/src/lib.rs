@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+pub mod chart;
 pub mod decode;
 mod decode_find;
 mod error;

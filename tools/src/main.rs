@@ -10,6 +10,7 @@ mod bench;
 mod eval;
 mod features;
 mod info;
+mod plot;
 mod prep_shards;
 mod progress;
 mod shards;
@@ -38,6 +39,8 @@ enum Command {
     Bench(bench::Command),
     /// Print the libtorch this binary runs against, its devices and thread counts.
     Info(info::Args),
+    /// Draw a run's curves (metrics.jsonl) into a PNG.
+    Plot(plot::Args),
     /// Decode and resize an image folder into memory-mapped Arrow shards (see --help).
     PrepShards(prep_shards::Args),
     /// Inspect, verify or show a shard folder.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Eval(cmd) => eval::run(&cmd),
         Command::Export(args) => eval::export(&args),
         Command::Info(args) => info::run(&args),
+        Command::Plot(args) => plot::run(&args),
         Command::PrepShards(args) => prep_shards::run(&args),
         Command::Shards(cmd) => shards::run(&cmd),
         Command::Train(args) => train::run(&args),

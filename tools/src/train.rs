@@ -536,6 +536,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let r = run_knn(&trainer, d)?;
         log_knn(&mut metrics, trainer.step, &r, knn_train_n(d))?;
     }
+    let png = args.out.join("plot.png");
+    match crate::plot::plot_run(&args.out, &png) {
+        Ok(_) => eprintln!("train: curves in {}", png.display()),
+        Err(e) => eprintln!("train: warning: no plot: {e:#}"),
+    }
     let secs = t0.elapsed().as_secs_f64();
     let stats = loader.stats();
     eprintln!(

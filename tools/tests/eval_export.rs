@@ -78,6 +78,18 @@ fn knn_and_timm_export_of_a_trained_checkpoint() {
         .unwrap();
     assert_eq!(last_knn["top1"], trained["top1"]);
 
+    // train drew the curves at the end; `plot` redraws them anywhere.
+    let png = image::open(run.join("plot.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (1200, 1200));
+    let again = base.join("again.png");
+    let o = twoview()
+        .args(["plot", run.to_str().unwrap(), "--out", again.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("18 train and 1 kNN records"));
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(run.join("plot.png")).unwrap());
+
     let out = base.join("vit.safetensors");
     let o = twoview()
         .args(["export", "--checkpoint", run.to_str().unwrap(), "--out", out.to_str().unwrap()])
