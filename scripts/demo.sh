@@ -56,9 +56,11 @@ run_stage augment-preview 3 "$data" --recipe mocov3_vit --n 8 --out "$out/augmen
 # stay ~0.2 GB.
 run_stage prep-shards 7 "$data" --out "$out/shards72" --short-side 72
 "$bin" shards inspect "$out/shards72" | sed -n 1,8p # sed reads all of it: no SIGPIPE under pipefail
-# A rerun continues an interrupted run (--resume) or, when finished, leaves it as it is.
-run_stage train 5 --shards "$out/shards72" --out "$out/run" --config configs/demo-cpu.toml --resume
-.venv/bin/python - "$out/run/metrics.jsonl" <<'PY'
+# A rerun continues an interrupted run (--resume) or, when finished, leaves it as it is; the run
+# folder is named after the configuration, so an edited configuration starts a new run.
+run="$out/run-$(sha256sum configs/demo-cpu.toml | cut -c1-8)"
+run_stage train 5 --shards "$out/shards72" --out "$run" --config configs/demo-cpu.toml --resume
+.venv/bin/python - "$run/metrics.jsonl" <<'PY'
 import json, sys
 knn = [r for r in map(json.loads, open(sys.argv[1])) if r.get("kind") == "knn"]
 train = [r for r in map(json.loads, open(sys.argv[1])) if r.get("kind") == "train"]
@@ -71,6 +73,7 @@ if len(knn) >= 2:
     print(f"demo: kNN top-1 on val: random init (step {a['step']}) {a['top1']:.2f} % -> "
           f"pretrained (step {b['step']}) {b['top1']:.2f} %")
 PY
-run_stage eval 6 knn --checkpoint "$out/run/checkpoints" --train-shards "$out/shards72" \
+run_stage eval 6 knn --checkpoint "$run" --train-shards "$out/shards72" \
   --val-shards "$out/shards72"
+echo "demo: curves in $run/plot.png"
 echo "demo: all stages ran: $done_stages"
