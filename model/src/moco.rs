@@ -249,14 +249,15 @@ impl Moco {
         let b = x1.size()[0];
         // The backbone has no batch coupling: one pass over both views; the heads see each
         // view alone, as two calls of the reference do.
-        let feats = self.base.vit.forward(&Tensor::cat(&[x1, x2], 0));
+        let both = Tensor::cat(&[x1, x2], 0);
+        let feats = self.base.vit.forward(&both);
         let q1 =
             self.predictor.forward(&self.base.head.forward(&feats.narrow(0, 0, b), true), true);
         let q2 =
             self.predictor.forward(&self.base.head.forward(&feats.narrow(0, b, b), true), true);
         let (k1, k2) = tch::no_grad(|| {
             self.update_momentum(m);
-            let f = self.momentum_encoder.vit.forward(&Tensor::cat(&[x1, x2], 0));
+            let f = self.momentum_encoder.vit.forward(&both);
             let k1 = self.momentum_encoder.head.forward(&f.narrow(0, 0, b), true);
             let k2 = self.momentum_encoder.head.forward(&f.narrow(0, b, b), true);
             (k1, k2)

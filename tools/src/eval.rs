@@ -1,5 +1,5 @@
-//! `twoview eval knn` and `twoview export`: a trained (or random-init) backbone from a
-//! checkpoint, evaluated by k-NN or written under timm's names.
+//! `twoview eval knn|linear` and `twoview export`: a trained (or random-init) backbone from a
+//! checkpoint, evaluated by k-NN or a linear probe, or written under timm's names.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use twoview_model::checkpoint;
 use twoview_model::knn::{KnnParams, Labeled};
-use twoview_model::probe::{ProbeConfig, linear_probe};
-use twoview_pipeline::loader::eval::spread_rows;
-
-use crate::features::features;
 use twoview_model::moco::Moco;
+use twoview_model::probe::{ProbeConfig, linear_probe};
 use twoview_model::train::Plan;
 use twoview_model::vit::VitConfig;
 use twoview_pipeline::formats::ShardSet;
+use twoview_pipeline::loader::eval::spread_rows;
+
+use crate::features::features;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -24,17 +24,35 @@ pub enum Command {
     Linear(LinearArgs),
 }
 
+/// What both evaluations read: the model and the two splits.
 #[derive(clap::Args)]
-pub struct LinearArgs {
+pub struct Source {
     /// A checkpoint: a step-NNNNNNNN folder, a checkpoints folder or a run folder (newest).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Shards whose `train` split trains the classifier.
+    /// Shards whose `train` split is the memory bank / trains the classifier.
     #[arg(long)]
     train_shards: PathBuf,
     /// Shards whose `val` split is classified.
     #[arg(long)]
     val_shards: PathBuf,
+    /// At most this many train / val images, evenly spread (0 = all).
+    #[arg(long, default_value_t = 0)]
+    train_limit: usize,
+    #[arg(long, default_value_t = 0)]
+    val_limit: usize,
+    /// Evaluate the same architecture at its random init (the run's seed) instead.
+    #[arg(long)]
+    random_init: bool,
+    /// cpu, cuda or cuda:N (features; the linear probe itself trains on the CPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(clap::Args)]
+pub struct LinearArgs {
+    #[command(flatten)]
+    src: Source,
     /// Epochs over the cached features (MoCo v3: 90).
     #[arg(long, default_value_t = 90)]
     epochs: usize,
@@ -44,47 +62,18 @@ pub struct LinearArgs {
     /// lr = base_lr × batch / 256 (MoCo v3's ViT probe: 3).
     #[arg(long, default_value_t = 3.0)]
     base_lr: f64,
-    /// At most this many train / val images, evenly spread (0 = all).
-    #[arg(long, default_value_t = 0)]
-    train_limit: usize,
-    #[arg(long, default_value_t = 0)]
-    val_limit: usize,
-    /// Evaluate the same architecture at its random init (the run's seed) instead.
-    #[arg(long)]
-    random_init: bool,
-    /// cpu, cuda or cuda:N (features; the probe itself trains on the CPU).
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 #[derive(clap::Args)]
 pub struct KnnArgs {
-    /// A checkpoint: a step-NNNNNNNN folder, a checkpoints folder or a run folder (newest).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Shards whose `train` split is the memory bank.
-    #[arg(long)]
-    train_shards: PathBuf,
-    /// Shards whose `val` split is classified.
-    #[arg(long)]
-    val_shards: PathBuf,
+    #[command(flatten)]
+    src: Source,
     /// Neighbours.
     #[arg(long, default_value_t = 20)]
     k: i64,
     /// Vote temperature: weight exp(similarity / T).
     #[arg(long, default_value_t = 0.07)]
     temperature: f64,
-    /// At most this many train / val images, evenly spread (0 = all).
-    #[arg(long, default_value_t = 0)]
-    train_limit: usize,
-    #[arg(long, default_value_t = 0)]
-    val_limit: usize,
-    /// Evaluate the same architecture at its random init (the run's seed) instead.
-    #[arg(long)]
-    random_init: bool,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 #[derive(clap::Args)]
@@ -116,44 +105,55 @@ fn load_model(
     Ok((plan, moco, dir, loaded.step))
 }
 
+/// An opened evaluation: model, splits, and how to name it in messages.
+struct Opened {
+    plan: Plan,
+    moco: Moco,
+    dir: PathBuf,
+    step: u64,
+    train: ShardSet,
+    val: ShardSet,
+    classes: i64,
+    what: String,
+}
+
+fn open(src: &Source) -> anyhow::Result<Opened> {
+    let device = twoview_model::device::init(&src.device)?;
+    let (plan, moco, dir, step) = load_model(&src.checkpoint, device, src.random_init)?;
+    let train = ShardSet::open(&src.train_shards, "train")?;
+    let val = ShardSet::open(&src.val_shards, "val")?;
+    let classes = train.manifest().classes.len().max(1) as i64;
+    let what = if src.random_init { "random init".to_owned() } else { format!("step {step}") };
+    Ok(Opened { plan, moco, dir, step, train, val, classes, what })
+}
+
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Knn(a) => {
-            let device = twoview_model::device::init(&a.device)?;
-            let (plan, moco, dir, step) = load_model(&a.checkpoint, device, a.random_init)?;
-            let train = ShardSet::open(&a.train_shards, "train")?;
-            let val = ShardSet::open(&a.val_shards, "val")?;
-            let classes = train.manifest().classes.len().max(1) as i64;
-            let p = KnnParams { classes, k: a.k, temperature: a.temperature, chunk: 512 };
-            let r = crate::features::knn_eval(
-                &moco,
-                plan.autocast,
-                &train,
-                &val,
-                (a.train_limit, a.val_limit),
-                p,
-            )?;
-            let what =
-                if a.random_init { "random init".to_owned() } else { format!("step {step}") };
-            eprintln!("eval knn: {} ({what}), k {}, T {}", dir.display(), r.k, a.temperature);
+            let o = open(&a.src)?;
+            let p =
+                KnnParams { classes: o.classes, k: a.k, temperature: a.temperature, chunk: 512 };
+            let limits = (a.src.train_limit, a.src.val_limit);
+            let r =
+                crate::features::knn_eval(&o.moco, o.plan.autocast, &o.train, &o.val, limits, p)?;
+            eprintln!("eval knn: {} ({}), k {}, T {}", o.dir.display(), o.what, r.k, a.temperature);
             println!(
                 "{}",
                 serde_json::json!({
-                    "checkpoint": dir, "step": step, "random_init": a.random_init, "top1": r.top1,
-                    "top5": r.top5, "k": r.k, "temperature": a.temperature, "val_images": r.n,
+                    "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
+                    "top1": r.top1, "top5": r.top5, "k": r.k, "temperature": a.temperature,
+                    "val_images": r.n,
                 })
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::Linear(a) => {
-            let device = twoview_model::device::init(&a.device)?;
-            let (plan, moco, dir, step) = load_model(&a.checkpoint, device, a.random_init)?;
-            let train = ShardSet::open(&a.train_shards, "train")?;
-            let val = ShardSet::open(&a.val_shards, "val")?;
-            let classes = train.manifest().classes.len().max(1) as i64;
+            let o = open(&a.src)?;
             let rows = |s: &ShardSet, limit| spread_rows(s.len(), limit);
-            let (tf, tl) = features(&moco, plan.autocast, &train, rows(&train, a.train_limit))?;
-            let (vf, vl) = features(&moco, plan.autocast, &val, rows(&val, a.val_limit))?;
+            let (tf, tl) =
+                features(&o.moco, o.plan.autocast, &o.train, rows(&o.train, a.src.train_limit))?;
+            let (vf, vl) =
+                features(&o.moco, o.plan.autocast, &o.val, rows(&o.val, a.src.val_limit))?;
             let cfg = ProbeConfig {
                 epochs: a.epochs,
                 batch: a.batch,
@@ -163,22 +163,22 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
             let r = linear_probe(
                 Labeled { features: &tf, labels: &tl },
                 Labeled { features: &vf, labels: &vl },
-                classes,
+                o.classes,
                 cfg,
             );
-            let what =
-                if a.random_init { "random init".to_owned() } else { format!("step {step}") };
             eprintln!(
-                "eval linear: {} ({what}), {} epochs over {} cached train features",
-                dir.display(),
+                "eval linear: {} ({}), {} epochs over {} cached train features",
+                o.dir.display(),
+                o.what,
                 a.epochs,
                 tf.size()[0]
             );
             println!(
                 "{}",
                 serde_json::json!({
-                    "checkpoint": dir, "step": step, "random_init": a.random_init, "top1": r.top1,
-                    "top5": r.top5, "epochs": a.epochs, "train_images": tf.size()[0], "val_images": r.n,
+                    "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
+                    "top1": r.top1, "top5": r.top5, "epochs": a.epochs,
+                    "train_images": tf.size()[0], "val_images": r.n,
                 })
             );
             Ok(ExitCode::SUCCESS)
