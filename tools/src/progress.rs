@@ -56,9 +56,17 @@ impl Progress {
                 let secs = self.start.elapsed().as_secs_f64();
                 let rate = done as f64 / secs.max(1e-9);
                 let eta = (self.total.saturating_sub(done)) as f64 / rate.max(1e-9);
+                // Slow work (a CPU training step) reads better as seconds per item.
+                let pace = if done == 0 {
+                    "none done yet".to_string()
+                } else if rate >= 1.0 {
+                    format!("{rate:.0}/s")
+                } else {
+                    format!("{:.1} s each", 1.0 / rate.max(1e-9))
+                };
                 eprintln!(
-                    "  {done}/{} {} ({:.0}/s, {msg}, {secs:.0}s elapsed, ~{eta:.0}s left)",
-                    self.total, self.what, rate
+                    "  {done}/{} {} ({pace}, {msg}, {secs:.0}s elapsed, ~{eta:.0}s left)",
+                    self.total, self.what
                 );
             }
             None => {}
