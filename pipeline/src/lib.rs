@@ -32,7 +32,7 @@ pub mod loader;
 pub mod prep;
 pub mod resize;
 pub mod rng;
-mod simd;
+pub mod simd;
 
 pub use error::Error;
 pub use image::{RgbImage, RgbMut, RgbRef};

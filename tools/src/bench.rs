@@ -253,8 +253,14 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let n = sources.len();
     println!(
-        "augment bench: recipe {}, {} sources at {}x{}, views {}x{}, 1 thread",
-        recipe.name, n, args.src_width, args.src_height, args.size, args.size
+        "augment bench: recipe {}, {} sources at {}x{}, views {}x{}, 1 thread, SIMD {}",
+        recipe.name,
+        n,
+        args.src_width,
+        args.src_height,
+        args.size,
+        args.size,
+        twoview_pipeline::simd::level().name()
     );
 
     let mut aug = Augmenter::new();
@@ -320,7 +326,8 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
     // One JSON line for scripts/bench-augment.sh.
     let fields: Vec<String> = ops.iter().map(|(k, s)| format!("\"{k}\": {:.3}", s * 1e6)).collect();
     println!(
-        "JSON {{\"impl\": \"twoview\", \"pairs_per_s\": {:.1}, \"op_us\": {{{}}}}}",
+        "JSON {{\"impl\": \"twoview\", \"simd\": \"{}\", \"pairs_per_s\": {:.1}, \"op_us\": {{{}}}}}",
+        twoview_pipeline::simd::level().name(),
         1.0 / pair_s,
         fields.join(", ")
     );

@@ -16,6 +16,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     println!("twoview {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch: linked at build time from {}", env!("TWOVIEW_LIBTORCH_LIB"));
     println!("cpu threads: intra-op {}, cores {}", tch::get_num_threads(), num_cores());
+    let (simd, cpu) = (twoview_pipeline::simd::level(), twoview_pipeline::simd::detected());
+    println!("augmentation SIMD: {} (CPU has {}; TWOVIEW_SIMD caps it)", simd.name(), cpu.name());
     match &cuda_lib {
         Ok(()) => println!("libtorch_cuda.so: loaded"),
         Err(reason) => println!("libtorch_cuda.so: not loaded ({reason})"),

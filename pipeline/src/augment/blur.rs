@@ -75,10 +75,16 @@ pub struct BlurScratch {
     acc: Vec<u32>,
 }
 
+/// Box radii up to this run the horizontal passes directly along the rows (`2r + 3` taps per
+/// byte, all three passes of a row in L1); larger ones slide a running sum down the columns of the
+/// transposed image, whose cost does not grow with the radius. sigma <= 2 (the MoCo v3 recipes)
+/// gives r <= 1.
+const DIRECT_MAX_RADIUS: usize = 3;
+
 /// PIL `ImageFilter.GaussianBlur(sigma)` on an RGB image: 3 horizontal box passes, then 3
-/// vertical ones, each rounded to u8 — as BoxBlur.c, which also blurs the second axis on a
-/// transposed copy. Here both axes run as the column pass (vectorised across a whole row), the
-/// horizontal one on the transposed image.
+/// vertical ones, each rounded to u8 — as BoxBlur.c. The vertical passes slide a running sum down
+/// the columns, vectorised across a whole row; the horizontal ones run along the rows for small
+/// radii and as the column pass on the transposed image otherwise.
 pub fn pil_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScratch) {
     const PASSES: usize = 3;
     if sigma <= 0.0 {
@@ -88,19 +94,96 @@ pub fn pil_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScr
     let (w, h) = (img.width() as usize, img.height() as usize);
     let data = img.data();
     let BlurScratch { a, b, acc } = scratch;
-    a.resize(data.len(), 0);
-    b.resize(data.len(), 0);
+    a.resize(data.len().max((w + 2 * (r + 1)) * 3), 0);
+    b.resize(a.len(), 0);
     acc.resize(w.max(h) * 3, 0);
-    // Horizontal: on the transpose (w rows of h pixels): data -> a, then a -> b -> a -> b.
-    transpose_rgb(data, a, w, h);
-    box_columns(a, b, h * 3, w, r, ww, fw, acc);
-    box_columns(b, a, h * 3, w, r, ww, fw, acc);
-    box_columns(a, b, h * 3, w, r, ww, fw, acc);
-    transpose_rgb(b, a, h, w);
-    // Vertical: a -> b -> a -> data.
+    if r <= DIRECT_MAX_RADIUS {
+        // Horizontal, row by row in place: data -> a -> b -> data (a, b: one padded row each).
+        box_rows(data, w, r, ww, fw, a, b);
+    } else {
+        // Horizontal on the transpose (w rows of h pixels): data -> a, then a -> b -> a -> b.
+        transpose_rgb(data, a, w, h);
+        box_columns(a, b, h * 3, w, r, ww, fw, acc);
+        box_columns(b, a, h * 3, w, r, ww, fw, acc);
+        box_columns(a, b, h * 3, w, r, ww, fw, acc);
+        transpose_rgb(b, data, h, w);
+    }
+    // Vertical: data -> a -> b -> data.
+    let (a, b) = (&mut a[..data.len()], &mut b[..data.len()]);
+    box_columns(data, a, w * 3, h, r, ww, fw, acc);
     box_columns(a, b, w * 3, h, r, ww, fw, acc);
-    box_columns(b, a, w * 3, h, r, ww, fw, acc);
-    box_columns(a, data, w * 3, h, r, ww, fw, acc);
+    box_columns(b, data, w * 3, h, r, ww, fw, acc);
+}
+
+/// One horizontal box pass of radius `R` over a row padded with `R + 1` replicated pixels on each
+/// side (`src`, `(w + 2R + 2) * 3` bytes) into `dst` (`w * 3` bytes): per byte, `2R + 1` inner
+/// taps and the two fractional ones `R + 1` pixels away — BoxBlur.c's sum, without sliding.
+#[inline(always)]
+fn box_row<const R: usize>(src: &[u8], dst: &mut [u8], ww: u32, fw: u32) {
+    const { assert!(R <= DIRECT_MAX_RADIUS) };
+    let n = dst.len();
+    // One slice of length n per tap (the unused ones repeat the last), so that the loop below
+    // has no bounds checks and vectorises.
+    let tap = |k: usize| &src[3 * k..3 * k + n];
+    let inner: [&[u8]; 2 * DIRECT_MAX_RADIUS + 1] = std::array::from_fn(|k| tap(1 + k.min(2 * R)));
+    let (left, right) = (tap(0), tap(2 * R + 2));
+    for i in 0..n {
+        let mut sum = 0;
+        for taps in &inner[..2 * R + 1] {
+            sum += u32::from(taps[i]);
+        }
+        let edges = u32::from(left[i]) + u32::from(right[i]);
+        dst[i] = round24(sum * ww + edges * fw);
+    }
+}
+
+/// Fills the `pad` pixels on each side of the `n` bytes in the middle of `padded` with copies of
+/// the first and last pixel (edges replicated, as BoxBlur.c clamps).
+#[inline(always)]
+fn replicate_edges(padded: &mut [u8], pad: usize, n: usize) {
+    let (first, last) = (3 * pad, 3 * pad + n - 3);
+    for k in 0..pad {
+        padded.copy_within(first..first + 3, 3 * k);
+        padded.copy_within(last..last + 3, last + 3 + 3 * k);
+    }
+}
+
+#[inline(always)]
+fn box_rows_generic<const R: usize>(
+    data: &mut [u8],
+    w: usize,
+    ww: u32,
+    fw: u32,
+    a: &mut [u8],
+    b: &mut [u8],
+) {
+    let (n, pad) = (w * 3, R + 1);
+    let middle = 3 * pad..3 * pad + n;
+    for row in data.chunks_exact_mut(n) {
+        a[middle.clone()].copy_from_slice(row);
+        replicate_edges(a, pad, n);
+        box_row::<R>(a, &mut b[middle.clone()], ww, fw);
+        replicate_edges(b, pad, n);
+        box_row::<R>(b, &mut a[middle.clone()], ww, fw);
+        replicate_edges(a, pad, n);
+        box_row::<R>(a, row, ww, fw);
+    }
+}
+simd::multiversion!(fn box_rows0(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<0>;);
+simd::multiversion!(fn box_rows1(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<1>;);
+simd::multiversion!(fn box_rows2(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<2>;);
+simd::multiversion!(fn box_rows3(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<3>;);
+
+/// The three horizontal passes of [`pil_gaussian_blur`] for radius `r <= DIRECT_MAX_RADIUS`, row
+/// by row in place; `a` and `b` hold at least one padded row.
+fn box_rows(data: &mut [u8], w: usize, r: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) {
+    match r {
+        0 => box_rows0(data, w, ww, fw, a, b),
+        1 => box_rows1(data, w, ww, fw, a, b),
+        2 => box_rows2(data, w, ww, fw, a, b),
+        3 => box_rows3(data, w, ww, fw, a, b),
+        _ => unreachable!("radius {r} > DIRECT_MAX_RADIUS"),
+    }
 }
 
 #[inline(always)]

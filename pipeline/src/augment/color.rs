@@ -124,12 +124,27 @@ pub(crate) fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
 
 const BLOCK: usize = 64;
 
-/// `1/6`, `6/255` and `1/255`: multiplying by them gives PIL's bytes where PIL divides (`h / 6.0`,
-/// `h * 6.0 / 255.0`, `s / 255.0`) for every input that can occur — the tests check all of them
-/// (`reciprocals_give_pil_bytes`, and the hue test over every colour).
+/// `1/6`: multiplying by it gives PIL's bytes where PIL divides (`h / 6.0`) for every h that can
+/// occur (the hue test over every colour checks all of them).
 const SIXTH: f64 = 1.0 / 6.0;
-const SIX_255THS: f64 = 6.0 / 255.0;
-const INV_255: f64 = 1.0 / 255.0;
+
+/// PIL's hsv2rgb splits `h * 6.0 / 255.0` (double) into the sector `floor` and the remainder
+/// stored as float. Here in f32 only: `6 h` and `6 h - 255 i` are exact integers, the floor never
+/// lies near a step (`6 h / 255` is a multiple of 1/255), and the remainder is one correctly
+/// rounded f32 division — the same f32 as PIL's for all 256 bytes (tested).
+#[inline(always)]
+fn hue_sector(h: i32) -> (i32, f32) {
+    let six = h as f32 * 6.0;
+    let i = simd::trunc_i32((six + 0.5) * (1.0 / 255.0));
+    (i, (six - 255.0 * i as f32) / 255.0)
+}
+
+/// PIL's `s / 255.0` stored as float, as one f32 division (equal for all 256 bytes, tested; a
+/// multiplication by 1/255 is not).
+#[inline(always)]
+fn unit_byte(x: i32) -> f32 {
+    x as f32 / 255.0
+}
 
 /// C's `round` (half away from zero) for 0 <= x < 2^23, in f32 (x - trunc(x) is exact there).
 #[inline(always)]
@@ -183,10 +198,8 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
         let uh = if gray { 0 } else { simd::trunc_i32(h * 255.0) };
         let us = if gray { 0 } else { simd::trunc_i32(s * 255.0) };
         // Shift H as a wrapping byte, then hsv2rgb.
-        let hf = f64::from((uh + shift) & 255) * SIX_255THS;
-        let i = simd::trunc_i32_f64(hf); // hf in [0, 6]: truncation is floor
-        let f = (hf - f64::from(i)) as f32;
-        let fs = (f64::from(us) * INV_255) as f32;
+        let (i, f) = hue_sector((uh + shift) & 255);
+        let fs = unit_byte(us);
         let v = maxc;
         let p = round_pos32(v * (1.0 - fs));
         let q = round_pos32(v * (1.0 - fs * f));

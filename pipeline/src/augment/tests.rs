@@ -188,3 +188,41 @@ fn a_view_with_too_many_steps_is_an_error_not_a_truncation() {
     let err = Augmenter::new().view(&view, src.view(), &mut Rng::from_seed(0), &mut out.view_mut());
     assert!(err.unwrap_err().to_string().contains("at most"));
 }
+
+#[test]
+fn every_simd_level_gives_the_baseline_bytes() {
+    // Random bytes (every value and channel order occurs) at an odd size, so that vector tails run.
+    let mut rng = Rng::from_seed(9);
+    let (w, h) = (67, 45);
+    let noise =
+        RgbImage::try_from_vec((0..w * h * 3).map(|_| rng.below(256) as u8).collect(), w, h)
+            .unwrap();
+    let mut scratch = BlurScratch::default();
+    type Op<'a> = Box<dyn FnMut(&mut RgbImage) + 'a>;
+    let mut ops: Vec<(&str, Op<'_>)> = vec![
+        ("brightness", Box::new(|i| adjust_brightness(&mut i.view_mut(), 1.37))),
+        ("contrast", Box::new(|i| adjust_contrast(&mut i.view_mut(), 0.61))),
+        ("saturation", Box::new(|i| adjust_saturation(&mut i.view_mut(), 1.9))),
+        ("hue", Box::new(|i| adjust_hue(&mut i.view_mut(), -0.07))),
+        ("grayscale", Box::new(|i| grayscale(&mut i.view_mut()))),
+        ("solarize", Box::new(|i| solarize(&mut i.view_mut(), 128))),
+        ("blur", Box::new(move |i| pil_gaussian_blur(&mut i.view_mut(), 1.3, &mut scratch))),
+    ];
+    let mut levels = Vec::new();
+    for (name, op) in &mut ops {
+        let mut baseline = None;
+        crate::simd::for_each_level(|level| {
+            let mut img = noise.clone();
+            op(&mut img);
+            assert_ne!(img, noise, "{name} changed nothing: the comparison would be empty");
+            match &baseline {
+                None => baseline = Some(img),
+                Some(want) => assert!(img == *want, "{name}: {level:?} differs from the baseline"),
+            }
+            levels.push(level);
+        });
+    }
+    // Every level up to the one the ops run at was compared (all three on an AVX-512 machine).
+    assert_eq!(levels.iter().max(), Some(&crate::simd::level()), "{levels:?}");
+    assert_eq!(levels.iter().min(), Some(&crate::simd::Level::Baseline), "{levels:?}");
+}

@@ -15,27 +15,25 @@ fn colour_cube() -> Vec<u8> {
 }
 
 #[test]
-fn branch_free_hue_equals_the_plain_transcription_in_both_builds() {
+fn branch_free_hue_equals_the_plain_transcription_at_every_simd_level() {
     let cube = colour_cube();
     for factor in [-0.5f32, -0.1, -0.05, -0.003, 0.0, 0.02, 0.05, 0.1, 0.5] {
         let mut want = cube.clone();
         adjust_hue_reference(&mut want, factor);
         let shift = ((f64::from(factor) * 255.0) as i32) as u8;
-        let mut dispatched = cube.clone();
-        hue(&mut dispatched, shift); // AVX2 where the CPU has it
-        let mut baseline = cube.clone();
-        hue_generic(&mut baseline, shift);
-        for (name, got) in [("dispatched", &dispatched), ("baseline", &baseline)] {
+        simd::for_each_level(|level| {
+            let mut got = cube.clone();
+            hue(&mut got, shift);
             if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
                 let px = i / 3 * 3;
                 panic!(
-                    "{name} hue {factor}: pixel {:?} -> {:?}, reference {:?}",
+                    "{level:?} hue {factor}: pixel {:?} -> {:?}, reference {:?}",
                     &cube[px..px + 3],
                     &got[px..px + 3],
                     &want[px..px + 3]
                 );
             }
-        }
+        });
     }
 }
 
@@ -52,15 +50,18 @@ fn blends_clamp_and_truncate_like_pil() {
 }
 
 #[test]
-fn reciprocals_give_pil_bytes() {
-    for x in 0..=255u32 {
-        let x = f64::from(x);
-        // hsv2rgb uses floor(h * 6 / 255) and the float remainder; rgb2hsv's s / 255 as float.
-        let (exact, fast) = (x * 6.0 / 255.0, x * SIX_255THS);
-        assert_eq!(exact.floor(), fast.floor(), "{x}");
-        assert_eq!((exact - exact.floor()) as f32, (fast - fast.floor()) as f32, "{x}");
-        assert_eq!((x / 255.0) as f32, (x * INV_255) as f32, "{x}");
+fn per_byte_steps_in_f32_give_pil_bytes() {
+    for x in 0..=255i32 {
+        // PIL's hsv2rgb: i = floor(h * 6.0 / 255.0), f = (float)(that - i), in double.
+        let hf = f64::from(x) * 6.0 / 255.0;
+        let (i, f) = hue_sector(x);
+        assert_eq!(f64::from(i), hf.floor(), "sector of {x}");
+        assert_eq!(f, (hf - hf.floor()) as f32, "remainder of {x}");
+        // rgb2hsv / hsv2rgb: s / 255.0 in double, stored as float.
+        assert_eq!(unit_byte(x), (f64::from(x) / 255.0) as f32, "{x} / 255");
     }
+    // The test can fail: multiplying by 1/255 instead of dividing is off for some bytes.
+    assert!((0..=255).any(|x| x as f32 * (1.0 / 255.0) != (f64::from(x) / 255.0) as f32));
 }
 
 #[test]
