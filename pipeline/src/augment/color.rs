@@ -124,10 +124,6 @@ pub(crate) fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
 
 const BLOCK: usize = 64;
 
-/// `1/6`: multiplying by it gives PIL's bytes where PIL divides (`h / 6.0`) for every h that can
-/// occur (the hue test over every colour checks all of them).
-const SIXTH: f64 = 1.0 / 6.0;
-
 /// PIL's hsv2rgb splits `h * 6.0 / 255.0` (double) into the sector `floor` and the remainder
 /// stored as float. Here in f32 only: `6 h` and `6 h - 255 i` are exact integers, the floor never
 /// lies near a step (`6 h / 255` is a multiple of 1/255), and the remainder is one correctly
@@ -146,76 +142,121 @@ fn unit_byte(x: i32) -> f32 {
     x as f32 / 255.0
 }
 
-/// C's `round` (half away from zero) for 0 <= x < 2^23, in f32 (x - trunc(x) is exact there).
+/// C's `round` (half away from zero) of `0 <= x < 256` as `trunc(x + 0.5)` in f32: exact unless
+/// `x + 0.5` itself rounds up to a whole number, which no input of [`hsv_lanes_to_rgb`] does (its
+/// test covers every (h, s, v)).
 #[inline(always)]
-fn round_pos32(x: f32) -> f32 {
-    let t = simd::trunc_i32(x) as f32;
-    if x - t >= 0.5 { t + 1.0 } else { t }
+fn round_half_up(x: f32) -> f32 {
+    simd::trunc_i32(x + 0.5) as f32
 }
 
-/// [`rgb_to_hsv`], shift H, [`hsv_to_rgb`] for one block of pixels held as planes, written
-/// branch-free (selects, no libm, one division) so LLVM vectorises it. PIL mixes float and
-/// double; this runs in f32 wherever the f32 result is provably the same byte (every reachable
-/// input was checked: the double steps left are `h / 6 + 1 mod 1` and the per-byte `f`, `fs`).
+#[inline(always)]
+fn max3(a: f32, b: f32, c: f32) -> f32 {
+    // Plain comparisons: no NaN occurs, and f32::max's NaN rules cost instructions.
+    let m = if a > b { a } else { b };
+    if m > c { m } else { c }
+}
+
+#[inline(always)]
+fn min3(a: f32, b: f32, c: f32) -> f32 {
+    let m = if a < b { a } else { b };
+    if m < c { m } else { c }
+}
+
+/// [`rgb_to_hsv`] for one pixel of whole-number channels, branch-free (selects, no libm, three
+/// divisions) so that LLVM vectorises the loop around it: returns H and S as integers, V as
+/// the f32 max. PIL mixes float and double; this runs in f32 throughout, each step chosen so that
+/// the bytes are PIL's (the tests check every colour).
+#[inline(always)]
+fn rgb_lanes_to_hsv(rv: f32, gv: f32, bv: f32) -> (i32, i32, f32) {
+    let maxc = max3(rv, gv, bv);
+    let minc = min3(rv, gv, bv);
+    let cr = maxc - minc;
+    // A grey pixel (cr = 0) comes out as h = 0 and s = 0 through the same arithmetic: the max
+    // channel's ratio is 0, and s = 0 / max(maxc, 1).
+    let s = cr / if maxc > 1.0 { maxc } else { 1.0 };
+    // (maxc - x) / cr is exactly 0 for the max channel and 1 for the min one: only the middle
+    // channel needs the division.
+    let mid = rv + gv + bv - maxc - minc;
+    let d = (maxc - mid) / if cr > 1.0 { cr } else { 1.0 };
+    let ratio = |x: f32| {
+        if x == maxc {
+            0.0
+        } else if x == minc {
+            1.0
+        } else {
+            d
+        }
+    };
+    let (rc, gc, bc) = (ratio(rv), ratio(gv), ratio(bv));
+    // PIL: `2.0 + rc - bc` in double, stored as float. One of the two ratios is 0 or 1, so
+    // adding that one to the integer first leaves a single, identical, f32 rounding.
+    let whole = |x: f32| x == 0.0 || x == 1.0;
+    let h_g = if whole(bc) { (2.0 - bc) + rc } else { (2.0 + rc) - bc };
+    let h_b = if whole(rc) { (4.0 - rc) + gc } else { (4.0 + gc) - rc };
+    let h = if rv == maxc {
+        bc - gc
+    } else if gv == maxc {
+        h_g
+    } else {
+        h_b
+    };
+    // PIL: `fmod(h / 6.0 + 1.0, 1.0)` in double, stored as float. One correctly rounded f32
+    // division (plus 1 for the negative ones) gives the same byte below for every colour
+    // (tested; multiplying by 1/6 does not).
+    let sixth = h / 6.0;
+    let h = if sixth < 0.0 { sixth + 1.0 } else { sixth };
+    // h in [0, 1) and s in [0, 1]: both products are in [0, 255].
+    (simd::trunc_i32(h * 255.0), simd::trunc_i32(s * 255.0), maxc)
+}
+
+/// [`hsv_to_rgb`] for one pixel (H and S as integers 0..=255, V whole in [0, 255]), branch-free.
+/// S = 0 needs no case of its own: then p = q = t = v.
+#[inline(always)]
+fn hsv_lanes_to_rgb(h: i32, s: i32, v: f32) -> (f32, f32, f32) {
+    let (i, f) = hue_sector(h);
+    let fs = unit_byte(s);
+    let p = round_half_up(v * (1.0 - fs));
+    let q = round_half_up(v * (1.0 - fs * f));
+    let t = round_half_up(v * (1.0 - fs * (1.0 - f)));
+    // Sectors 0..=5 as PIL's switch on i % 6; i = 6 (h = 255, f = 0) is sector 0.
+    let r = if i == 0 || i >= 5 {
+        v
+    } else if i == 1 {
+        q
+    } else if i == 4 {
+        t
+    } else {
+        p
+    };
+    let g = if i == 1 || i == 2 {
+        v
+    } else if i == 0 || i == 6 {
+        t
+    } else if i == 3 {
+        q
+    } else {
+        p
+    };
+    let b = if i == 3 || i == 4 {
+        v
+    } else if i == 2 {
+        t
+    } else if i == 5 {
+        q
+    } else {
+        p
+    };
+    (r, g, b)
+}
+
+/// [`rgb_to_hsv`], shift H as a wrapping byte, [`hsv_to_rgb`] for one block of pixels held as
+/// planes.
 #[inline(always)]
 fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], shift: i32) {
     for k in 0..BLOCK {
-        let (rv, gv, bv) = (r[k], g[k], b[k]);
-        let maxc = rv.max(gv).max(bv);
-        let minc = rv.min(gv).min(bv);
-        let cr = maxc - minc;
-        let gray = cr == 0.0;
-        let s = cr / maxc.max(1.0);
-        // (maxc - x) / cr is exactly 0 for the max channel and 1 for the min one: only the middle
-        // channel needs the division.
-        let mid = rv + gv + bv - maxc - minc;
-        let d = (maxc - mid) / if gray { 1.0 } else { cr };
-        let ratio = |x: f32| {
-            if x == maxc {
-                0.0
-            } else if x == minc {
-                1.0
-            } else {
-                d
-            }
-        };
-        let (rc, gc, bc) = (ratio(rv), ratio(gv), ratio(bv));
-        // PIL: `2.0 + rc - bc` in double, stored as float. One of the two ratios is 0 or 1, so
-        // adding that one to the integer first leaves a single, identical, f32 rounding.
-        let whole = |x: f32| x == 0.0 || x == 1.0;
-        let h_g = if whole(bc) { (2.0 - bc) + rc } else { (2.0 + rc) - bc };
-        let h_b = if whole(rc) { (4.0 - rc) + gc } else { (4.0 + gc) - rc };
-        let h = if rv == maxc {
-            bc - gc
-        } else if gv == maxc {
-            h_g
-        } else {
-            h_b
-        };
-        let x = f64::from(h) * SIXTH + 1.0;
-        let h = (if x >= 1.0 { x - 1.0 } else { x }) as f32;
-        // h in [0, 1) and s in [0, 1]: both products are in [0, 255].
-        let uh = if gray { 0 } else { simd::trunc_i32(h * 255.0) };
-        let us = if gray { 0 } else { simd::trunc_i32(s * 255.0) };
-        // Shift H as a wrapping byte, then hsv2rgb.
-        let (i, f) = hue_sector((uh + shift) & 255);
-        let fs = unit_byte(us);
-        let v = maxc;
-        let p = round_pos32(v * (1.0 - fs));
-        let q = round_pos32(v * (1.0 - fs * f));
-        let t = round_pos32(v * (1.0 - fs * (1.0 - f)));
-        let (nr, ng, nb) = match if i >= 6 { 0 } else { i } {
-            _ if us == 0 => (v, v, v),
-            0 => (v, t, p),
-            1 => (q, v, p),
-            2 => (p, v, t),
-            3 => (p, q, v),
-            4 => (t, p, v),
-            _ => (v, p, q),
-        };
-        r[k] = nr;
-        g[k] = ng;
-        b[k] = nb;
+        let (h, s, v) = rgb_lanes_to_hsv(r[k], g[k], b[k]);
+        (r[k], g[k], b[k]) = hsv_lanes_to_rgb((h + shift) & 255, s, v);
     }
 }
 

@@ -78,3 +78,29 @@ fn hue_round_trip_of_every_colour_equals_pil() {
         assert!(bad.is_none(), "factor {factor}: colour {:?}", bad.map(|p| &all[3 * p..3 * p + 3]));
     }
 }
+
+#[test]
+fn each_half_of_the_hue_round_trip_equals_pil_on_every_input() {
+    // rgb2hsv on every colour.
+    for c in 0..1u32 << 24 {
+        let (r, g, b) = ((c >> 16) as u8, (c >> 8) as u8, c as u8);
+        let (h, s, v) = rgb_lanes_to_hsv(f32::from(r), f32::from(g), f32::from(b));
+        let want = rgb_to_hsv(r, g, b);
+        assert_eq!(
+            (h, s, v),
+            (i32::from(want.0), i32::from(want.1), f32::from(want.2)),
+            "{r} {g} {b}"
+        );
+    }
+    // hsv2rgb on every (h, s, v): any hue shift reaches any h, so this covers all shifts.
+    for c in 0..1u32 << 24 {
+        let (h, s, v) = ((c >> 16) as u8, (c >> 8) as u8, c as u8);
+        let (r, g, b) = hsv_lanes_to_rgb(i32::from(h), i32::from(s), f32::from(v));
+        let want = hsv_to_rgb(h, s, v);
+        assert_eq!(
+            (r, g, b),
+            (f32::from(want.0), f32::from(want.1), f32::from(want.2)),
+            "{h} {s} {v}"
+        );
+    }
+}
