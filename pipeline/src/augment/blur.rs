@@ -110,9 +110,66 @@ pub fn pil_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScr
     }
     // Vertical: data -> a -> b -> data.
     let (a, b) = (&mut a[..data.len()], &mut b[..data.len()]);
-    box_columns(data, a, w * 3, h, r, ww, fw, acc);
-    box_columns(a, b, w * 3, h, r, ww, fw, acc);
-    box_columns(b, data, w * 3, h, r, ww, fw, acc);
+    if r <= DIRECT_MAX_RADIUS {
+        box_columns_direct(data, a, w * 3, r, ww, fw);
+        box_columns_direct(a, b, w * 3, r, ww, fw);
+        box_columns_direct(b, data, w * 3, r, ww, fw);
+    } else {
+        box_columns(data, a, w * 3, h, r, ww, fw, acc);
+        box_columns(a, b, w * 3, h, r, ww, fw, acc);
+        box_columns(b, data, w * 3, h, r, ww, fw, acc);
+    }
+}
+
+/// One vertical box pass of radius `R` from `src` into `dst` (rows of `stride` bytes), edges
+/// replicated: per byte the `2R + 1` inner rows and the two fractional ones, without a running
+/// sum (no u32 accumulator row to load and store).
+#[inline(always)]
+fn box_columns_direct_generic<const R: usize>(
+    src: &[u8],
+    dst: &mut [u8],
+    stride: usize,
+    ww: u32,
+    fw: u32,
+) {
+    const { assert!(R <= DIRECT_MAX_RADIUS) };
+    let h = src.len() / stride;
+    let row = |y: isize| {
+        let y = y.clamp(0, h as isize - 1) as usize;
+        &src[y * stride..(y + 1) * stride]
+    };
+    for (y, out) in dst.chunks_exact_mut(stride).enumerate() {
+        let y = y as isize;
+        let r = R as isize;
+        // The unused slots repeat the last inner row; all slices have the row's length, so the
+        // loop below has no bounds checks and vectorises.
+        let inner: [&[u8]; 2 * DIRECT_MAX_RADIUS + 1] =
+            std::array::from_fn(|k| row(y - r + (k.min(2 * R)) as isize));
+        let (above, below) = (row(y - r - 1), row(y + r + 1));
+        for i in 0..stride {
+            let mut sum = 0;
+            for rows in &inner[..2 * R + 1] {
+                sum += u32::from(rows[i]);
+            }
+            let edges = u32::from(above[i]) + u32::from(below[i]);
+            out[i] = round24(sum * ww + edges * fw);
+        }
+    }
+}
+simd::multiversion!(fn box_columns_direct0(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<0>;);
+simd::multiversion!(fn box_columns_direct1(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<1>;);
+simd::multiversion!(fn box_columns_direct2(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<2>;);
+simd::multiversion!(fn box_columns_direct3(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<3>;);
+
+/// A vertical pass of radius `r <= DIRECT_MAX_RADIUS` (see [`box_columns_direct_generic`]).
+fn box_columns_direct(src: &[u8], dst: &mut [u8], stride: usize, r: usize, ww: u32, fw: u32) {
+    match r {
+        0 => box_columns_direct0(src, dst, stride, ww, fw),
+        1 => box_columns_direct1(src, dst, stride, ww, fw),
+        2 => box_columns_direct2(src, dst, stride, ww, fw),
+        3 => box_columns_direct3(src, dst, stride, ww, fw),
+        _ => unreachable!("radius {r} > DIRECT_MAX_RADIUS"),
+    }
 }
 
 /// One horizontal box pass of radius `R` over a row padded with `R + 1` replicated pixels on each
