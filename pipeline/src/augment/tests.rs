@@ -205,6 +205,7 @@ fn every_simd_level_gives_the_baseline_bytes() {
         ("saturation", Box::new(|i| adjust_saturation(&mut i.view_mut(), 1.9))),
         ("hue", Box::new(|i| adjust_hue(&mut i.view_mut(), -0.07))),
         ("grayscale", Box::new(|i| grayscale(&mut i.view_mut()))),
+        ("hflip", Box::new(|i| hflip(&mut i.view_mut()))),
         ("solarize", Box::new(|i| solarize(&mut i.view_mut(), 128))),
         ("blur", Box::new(move |i| pil_gaussian_blur(&mut i.view_mut(), 1.3, &mut scratch))),
     ];
