@@ -82,9 +82,9 @@ pub struct BlurScratch {
 const DIRECT_MAX_RADIUS: usize = 3;
 
 /// PIL `ImageFilter.GaussianBlur(sigma)` on an RGB image: 3 horizontal box passes, then 3
-/// vertical ones, each rounded to u8 — as BoxBlur.c. The vertical passes slide a running sum down
-/// the columns, vectorised across a whole row; the horizontal ones run along the rows for small
-/// radii and as the column pass on the transposed image otherwise.
+/// vertical ones, each rounded to u8 — as BoxBlur.c. Small radii sum their taps directly (rows
+/// in L1, then whole rows of taps down the columns); larger ones slide a running sum down the
+/// columns, vectorised across a whole row, the horizontal passes on the transposed image.
 pub fn pil_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScratch) {
     const PASSES: usize = 3;
     if sigma <= 0.0 {
@@ -96,101 +96,73 @@ pub fn pil_gaussian_blur(img: &mut RgbMut<'_>, sigma: f32, scratch: &mut BlurScr
     let BlurScratch { a, b, acc } = scratch;
     a.resize(data.len().max((w + 2 * (r + 1)) * 3), 0);
     b.resize(a.len(), 0);
-    acc.resize(w.max(h) * 3, 0);
     if r <= DIRECT_MAX_RADIUS {
-        // Horizontal, row by row in place: data -> a -> b -> data (a, b: one padded row each).
-        box_rows(data, w, r, ww, fw, a, b);
+        direct_rows(r, data, w, ww, fw, a, b);
+        direct_columns(r, data, w * 3, ww, fw, a, b);
     } else {
+        acc.resize(w.max(h) * 3, 0);
         // Horizontal on the transpose (w rows of h pixels): data -> a, then a -> b -> a -> b.
         transpose_rgb(data, a, w, h);
         box_columns(a, b, h * 3, w, r, ww, fw, acc);
         box_columns(b, a, h * 3, w, r, ww, fw, acc);
         box_columns(a, b, h * 3, w, r, ww, fw, acc);
         transpose_rgb(b, data, h, w);
-    }
-    // Vertical: data -> a -> b -> data.
-    let (a, b) = (&mut a[..data.len()], &mut b[..data.len()]);
-    if r <= DIRECT_MAX_RADIUS {
-        box_columns_direct(data, a, w * 3, r, ww, fw);
-        box_columns_direct(a, b, w * 3, r, ww, fw);
-        box_columns_direct(b, data, w * 3, r, ww, fw);
-    } else {
+        // Vertical: data -> a -> b -> data.
+        let (a, b) = (&mut a[..data.len()], &mut b[..data.len()]);
         box_columns(data, a, w * 3, h, r, ww, fw, acc);
         box_columns(a, b, w * 3, h, r, ww, fw, acc);
         box_columns(b, data, w * 3, h, r, ww, fw, acc);
     }
 }
 
-/// One vertical box pass of radius `R` from `src` into `dst` (rows of `stride` bytes), edges
-/// replicated: per byte the `2R + 1` inner rows and the two fractional ones, without a running
-/// sum (no u32 accumulator row to load and store).
+/// BoxBlur.c's sum for radius `R`, without sliding: `out[i] = ww * (2R + 1 inner taps) + fw *
+/// (the two taps R + 1 away)`, rounded. Every slice has `out`'s length (the unused inner slots
+/// repeat a used one), so the loop has no bounds checks and vectorises.
 #[inline(always)]
-fn box_columns_direct_generic<const R: usize>(
-    src: &[u8],
-    dst: &mut [u8],
-    stride: usize,
+fn box_taps<const R: usize>(
+    inner: &[&[u8]; 2 * DIRECT_MAX_RADIUS + 1],
+    (before, after): (&[u8], &[u8]),
+    out: &mut [u8],
     ww: u32,
     fw: u32,
 ) {
     const { assert!(R <= DIRECT_MAX_RADIUS) };
-    let h = src.len() / stride;
-    let row = |y: isize| {
-        let y = y.clamp(0, h as isize - 1) as usize;
-        &src[y * stride..(y + 1) * stride]
-    };
-    for (y, out) in dst.chunks_exact_mut(stride).enumerate() {
-        let y = y as isize;
-        let r = R as isize;
-        // The unused slots repeat the last inner row; all slices have the row's length, so the
-        // loop below has no bounds checks and vectorises.
-        let inner: [&[u8]; 2 * DIRECT_MAX_RADIUS + 1] =
-            std::array::from_fn(|k| row(y - r + (k.min(2 * R)) as isize));
-        let (above, below) = (row(y - r - 1), row(y + r + 1));
-        for i in 0..stride {
-            let mut sum = 0;
-            for rows in &inner[..2 * R + 1] {
-                sum += u32::from(rows[i]);
-            }
-            let edges = u32::from(above[i]) + u32::from(below[i]);
-            out[i] = round24(sum * ww + edges * fw);
-        }
-    }
-}
-simd::multiversion!(fn box_columns_direct0(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<0>;);
-simd::multiversion!(fn box_columns_direct1(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<1>;);
-simd::multiversion!(fn box_columns_direct2(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<2>;);
-simd::multiversion!(fn box_columns_direct3(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) = box_columns_direct_generic::<3>;);
-
-/// A vertical pass of radius `r <= DIRECT_MAX_RADIUS` (see [`box_columns_direct_generic`]).
-fn box_columns_direct(src: &[u8], dst: &mut [u8], stride: usize, r: usize, ww: u32, fw: u32) {
-    match r {
-        0 => box_columns_direct0(src, dst, stride, ww, fw),
-        1 => box_columns_direct1(src, dst, stride, ww, fw),
-        2 => box_columns_direct2(src, dst, stride, ww, fw),
-        3 => box_columns_direct3(src, dst, stride, ww, fw),
-        _ => unreachable!("radius {r} > DIRECT_MAX_RADIUS"),
-    }
-}
-
-/// One horizontal box pass of radius `R` over a row padded with `R + 1` replicated pixels on each
-/// side (`src`, `(w + 2R + 2) * 3` bytes) into `dst` (`w * 3` bytes): per byte, `2R + 1` inner
-/// taps and the two fractional ones `R + 1` pixels away — BoxBlur.c's sum, without sliding.
-#[inline(always)]
-fn box_row<const R: usize>(src: &[u8], dst: &mut [u8], ww: u32, fw: u32) {
-    const { assert!(R <= DIRECT_MAX_RADIUS) };
-    let n = dst.len();
-    // One slice of length n per tap (the unused ones repeat the last), so that the loop below
-    // has no bounds checks and vectorises.
-    let tap = |k: usize| &src[3 * k..3 * k + n];
-    let inner: [&[u8]; 2 * DIRECT_MAX_RADIUS + 1] = std::array::from_fn(|k| tap(1 + k.min(2 * R)));
-    let (left, right) = (tap(0), tap(2 * R + 2));
+    let n = out.len();
+    let (before, after) = (&before[..n], &after[..n]);
+    let inner: [&[u8]; 2 * DIRECT_MAX_RADIUS + 1] = std::array::from_fn(|k| &inner[k][..n]);
     for i in 0..n {
         let mut sum = 0;
         for taps in &inner[..2 * R + 1] {
             sum += u32::from(taps[i]);
         }
-        let edges = u32::from(left[i]) + u32::from(right[i]);
-        dst[i] = round24(sum * ww + edges * fw);
+        let edges = u32::from(before[i]) + u32::from(after[i]);
+        out[i] = round24(sum * ww + edges * fw);
+    }
+}
+
+/// One horizontal pass over a row padded with `R + 1` replicated pixels on each side (`src`,
+/// `(w + 2R + 2) * 3` bytes) into `dst` (`w * 3` bytes).
+#[inline(always)]
+fn box_row<const R: usize>(src: &[u8], dst: &mut [u8], ww: u32, fw: u32) {
+    let n = dst.len();
+    let tap = |k: usize| &src[3 * k..3 * k + n];
+    let inner = std::array::from_fn(|k| tap(1 + k.min(2 * R)));
+    box_taps::<R>(&inner, (tap(0), tap(2 * R + 2)), dst, ww, fw);
+}
+
+/// One vertical pass from `src` into `dst` (rows of `stride` bytes), edges replicated.
+#[inline(always)]
+fn box_column_rows<const R: usize>(src: &[u8], dst: &mut [u8], stride: usize, ww: u32, fw: u32) {
+    let h = src.len() / stride;
+    let row = |y: isize| {
+        let y = y.clamp(0, h as isize - 1) as usize;
+        &src[y * stride..(y + 1) * stride]
+    };
+    let r = R as isize;
+    for (y, out) in dst.chunks_exact_mut(stride).enumerate() {
+        let y = y as isize;
+        let inner = std::array::from_fn(|k| row(y - r + k.min(2 * R) as isize));
+        box_taps::<R>(&inner, (row(y - r - 1), row(y + r + 1)), out, ww, fw);
     }
 }
 
@@ -205,8 +177,10 @@ fn replicate_edges(padded: &mut [u8], pad: usize, n: usize) {
     }
 }
 
+/// The three horizontal passes for radius `R <= DIRECT_MAX_RADIUS`, row by row in place, through
+/// `a` and `b` as padded rows (all three passes of a row stay in L1).
 #[inline(always)]
-fn box_rows_generic<const R: usize>(
+fn direct_rows_generic<const R: usize>(
     data: &mut [u8],
     w: usize,
     ww: u32,
@@ -226,22 +200,46 @@ fn box_rows_generic<const R: usize>(
         box_row::<R>(a, row, ww, fw);
     }
 }
-simd::multiversion!(fn box_rows0(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<0>;);
-simd::multiversion!(fn box_rows1(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<1>;);
-simd::multiversion!(fn box_rows2(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<2>;);
-simd::multiversion!(fn box_rows3(data: &mut [u8], w: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = box_rows_generic::<3>;);
 
-/// The three horizontal passes of [`pil_gaussian_blur`] for radius `r <= DIRECT_MAX_RADIUS`, row
-/// by row in place; `a` and `b` hold at least one padded row.
-fn box_rows(data: &mut [u8], w: usize, r: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) {
-    match r {
-        0 => box_rows0(data, w, ww, fw, a, b),
-        1 => box_rows1(data, w, ww, fw, a, b),
-        2 => box_rows2(data, w, ww, fw, a, b),
-        3 => box_rows3(data, w, ww, fw, a, b),
-        _ => unreachable!("radius {r} > DIRECT_MAX_RADIUS"),
-    }
+/// The three vertical passes for radius `R <= DIRECT_MAX_RADIUS`: data -> a -> b -> data, with no
+/// u32 running-sum row to load and store.
+#[inline(always)]
+fn direct_columns_generic<const R: usize>(
+    data: &mut [u8],
+    stride: usize,
+    ww: u32,
+    fw: u32,
+    a: &mut [u8],
+    b: &mut [u8],
+) {
+    let (a, b) = (&mut a[..data.len()], &mut b[..data.len()]);
+    box_column_rows::<R>(data, a, stride, ww, fw);
+    box_column_rows::<R>(a, b, stride, ww, fw);
+    box_column_rows::<R>(b, data, stride, ww, fw);
 }
+
+/// Defines `$name(r, data, n, ww, fw, a, b)`: `$generic::<r>` built for each SIMD level and each
+/// radius 0..=DIRECT_MAX_RADIUS.
+macro_rules! per_radius {
+    ($name:ident = $generic:ident) => {
+        fn $name(r: usize, data: &mut [u8], n: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) {
+            simd::multiversion!(fn r0(data: &mut [u8], n: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = $generic::<0>;);
+            simd::multiversion!(fn r1(data: &mut [u8], n: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = $generic::<1>;);
+            simd::multiversion!(fn r2(data: &mut [u8], n: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = $generic::<2>;);
+            simd::multiversion!(fn r3(data: &mut [u8], n: usize, ww: u32, fw: u32, a: &mut [u8], b: &mut [u8]) = $generic::<3>;);
+            const { assert!(DIRECT_MAX_RADIUS == 3, "one function above per direct radius") };
+            match r {
+                0 => r0(data, n, ww, fw, a, b),
+                1 => r1(data, n, ww, fw, a, b),
+                2 => r2(data, n, ww, fw, a, b),
+                3 => r3(data, n, ww, fw, a, b),
+                _ => unreachable!("radius {r} > DIRECT_MAX_RADIUS"),
+            }
+        }
+    };
+}
+per_radius!(direct_rows = direct_rows_generic);
+per_radius!(direct_columns = direct_columns_generic);
 
 #[inline(always)]
 fn round24(bulk: u32) -> u8 {
