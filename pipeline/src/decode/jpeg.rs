@@ -25,6 +25,11 @@ pub(crate) struct TjError {
 
 /// One TurboJPEG instance (decompress or compress). Not shared between threads; `Send` is fine
 /// because the library keeps all state in the handle.
+///
+/// A decompressor carries state from one image to the next: the quantization and Huffman
+/// tables of the last file (used by a next file that lacks its own), and, after a failed
+/// `tj3DecompressHeader`, libjpeg's marker reader stopped mid-header (the next call continues
+/// it on the new data). So [`super::Decoder`] takes a fresh one for every image.
 pub(crate) struct Handle(NonNull<libc::c_void>);
 
 // SAFETY: a tjhandle has no thread affinity; `&mut self` methods keep one user at a time.
@@ -52,18 +57,21 @@ impl Handle {
         Self::new(tj::TJINIT_TJINIT_COMPRESS)
     }
 
-    fn error(&self) -> (String, bool) {
-        // SAFETY: valid handle; the string is owned by the handle and copied at once.
-        let (msg, code) = unsafe {
+    /// The message of the call that just failed. TurboJPEG's error code cannot tell a warning
+    /// from a fatal error that followed one (its flag stays set when libjpeg longjmps out), but
+    /// libjpeg writes its first warning and every fatal error to the message, so the message
+    /// itself says which it was ([`is_warning`]).
+    fn error(&self) -> String {
+        // SAFETY: valid handle; the string is owned by the handle (or is the library's
+        // thread-local buffer, written by this thread's call just now) and copied at once.
+        unsafe {
             let s = tj::tj3GetErrorStr(self.0.as_ptr());
-            let msg = if s.is_null() {
+            if s.is_null() {
                 String::new()
             } else {
                 CStr::from_ptr(s).to_string_lossy().into_owned()
-            };
-            (msg, tj::tj3GetErrorCode(self.0.as_ptr()))
-        };
-        (msg, code == tj::TJERR_TJERR_WARNING as libc::c_int)
+            }
+        }
     }
 
     fn set(&mut self, param: tj::TJPARAM, value: i32) {
@@ -77,23 +85,34 @@ impl Handle {
         unsafe { tj::tj3Get(self.0.as_ptr(), param as libc::c_int) }
     }
 
-    /// Reads the header of `jpeg`.
+    /// Reads the header of `jpeg`. Call on a fresh handle: when libjpeg stops early, the
+    /// handle's size is left at its initial "unknown" (-1), which is refused here.
     pub fn header(&mut self, jpeg: &[u8]) -> Result<Header, TjError> {
         // SAFETY: pointer and length describe `jpeg`, which outlives the call.
         let rc =
             unsafe { tj::tj3DecompressHeader(self.0.as_ptr(), jpeg.as_ptr(), jpeg.len() as _) };
         if rc != 0 {
             // A warning (e.g. extraneous bytes) still filled in the header, as in Pillow.
-            let (message, warning) = self.error();
-            let truncated = message.contains("Premature end of JPEG file");
-            if !warning || truncated {
+            let message = self.error();
+            let truncated = message.starts_with(JPEG_EOF);
+            if !is_warning(&message) || truncated {
                 return Err(TjError { truncated, message });
             }
         }
+        let (width, height) =
+            (self.get(tj::TJPARAM_TJPARAM_JPEGWIDTH), self.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+        let colorspace = self.get(tj::TJPARAM_TJPARAM_COLORSPACE);
+        // A tables-only stream returns success without a frame: the size stays -1.
+        if width < 1 || height < 1 || colorspace < 0 {
+            return Err(TjError {
+                truncated: false,
+                message: "libjpeg read no usable frame header".into(),
+            });
+        }
         Ok(Header {
-            width: self.get(tj::TJPARAM_TJPARAM_JPEGWIDTH) as u32,
-            height: self.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT) as u32,
-            colorspace: self.get(tj::TJPARAM_TJPARAM_COLORSPACE),
+            width: width as u32,
+            height: height as u32,
+            colorspace,
             precision: self.get(tj::TJPARAM_TJPARAM_PRECISION),
         })
     }
@@ -114,8 +133,7 @@ impl Handle {
         let sf = tj::tjscalingfactor { num: num / g, denom: 8 / g };
         // SAFETY: valid handle; unsupported factors are reported through the return code.
         if unsafe { tj::tj3SetScalingFactor(self.0.as_ptr(), sf) } != 0 {
-            let (message, _) = self.error();
-            return Err(TjError { truncated: false, message });
+            return Err(TjError { truncated: false, message: self.error() });
         }
         let scaled = |d: u32| (d as u64 * num as u64).div_ceil(8) as u32;
         let (w, h) = (scaled(header.width), scaled(header.height));
@@ -137,11 +155,11 @@ impl Handle {
         if rc == 0 {
             return Ok((w, h, None));
         }
-        let (message, warning) = self.error();
+        let message = self.error();
         // libjpeg's JWRN_JPEG_EOF: the data ended before the image did. Pillow refuses these
         // ("image file is truncated"); so do we.
-        let truncated = message.contains("Premature end of JPEG file");
-        if warning && !truncated {
+        let truncated = message.starts_with(JPEG_EOF);
+        if is_warning(&message) && !truncated {
             Ok((w, h, Some(message)))
         } else {
             Err(TjError { message, truncated })
@@ -182,7 +200,7 @@ impl Handle {
             out.extend_from_slice(unsafe { std::slice::from_raw_parts(buf, size as usize) });
             Ok(())
         } else {
-            Err(self.error().0)
+            Err(self.error())
         };
         if !buf.is_null() {
             // SAFETY: allocated by tj3Compress8 through tj3Alloc.
@@ -190,6 +208,27 @@ impl Handle {
         }
         result
     }
+}
+
+/// libjpeg's JWRN_JPEG_EOF: the data ended before the image did.
+const JPEG_EOF: &str = "Premature end of JPEG file";
+
+/// libjpeg's warnings (the JWRN_* messages of jerror.h), by their fixed text. libjpeg prints
+/// its first warning and every fatal error; a message that is none of these was fatal.
+const WARNINGS: &[&str] = &[
+    "Corrupt JPEG data:", // bad arithmetic/Huffman code, extraneous bytes, premature end of
+    // data segment, a marker instead of RSTn, bad ICC marker
+    JPEG_EOF,
+    "Unknown Adobe color transform code",
+    "Inconsistent progression sequence for component",
+    "Warning: unknown JFIF revision number",
+    "Invalid SOS parameters for sequential JPEG",
+    "Application transferred too many scanlines",
+];
+
+/// Whether libjpeg's `message` is one of its warnings (decoding went on) rather than fatal.
+pub(crate) fn is_warning(message: &str) -> bool {
+    WARNINGS.iter().any(|w| message.starts_with(w))
 }
 
 /// TurboJPEG's colour-space codes we treat specially.

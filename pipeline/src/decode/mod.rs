@@ -113,9 +113,10 @@ pub struct Decoded {
     pub cmyk: bool,
 }
 
-/// A reusable decoder: one per worker thread. Holds a TurboJPEG instance and scratch.
+/// A reusable decoder: one per worker thread. Holds scratch memory only: every JPEG gets a
+/// fresh TurboJPEG instance, so nothing of one image (its tables, a failure half-way through
+/// its header) can reach the next, whatever the order of files or the number of threads.
 pub struct Decoder {
-    tj: jpeg::Handle,
     scratch: Vec<u8>,
 }
 
@@ -128,7 +129,7 @@ impl Default for Decoder {
 impl Decoder {
     /// A new decoder.
     pub fn new() -> Self {
-        Self { tj: jpeg::Handle::decompressor(), scratch: Vec::new() }
+        Self { scratch: Vec::new() }
     }
 
     /// Decodes JPEG or PNG `bytes` to RGB; `what` (a path or row) names them in errors.
@@ -161,16 +162,34 @@ impl Decoder {
         bytes: &[u8],
         opts: &DecodeOptions,
     ) -> Result<Decoded, (DecodeFailure, String)> {
-        // TurboJPEG answers a tables-only stream with success and the previous image's size, so
-        // the frame header is checked here first.
-        if let Err(truncated) = markers::jpeg_frame(bytes) {
-            return Err(if truncated {
-                (DecodeFailure::Truncated, "data ends inside the JPEG header".into())
+        // The structure walk first: it reads every segment's length within bounds, so a file
+        // cut inside its header is called truncated (libjpeg would read its fake end-of-image
+        // marker as table data and report a bogus table, or a tables-only stream).
+        let scan_data = match markers::jpeg_header(bytes) {
+            Ok(markers::Header::Scan { frame, data }) => Some((frame, data)),
+            Ok(markers::Header::Unknown) => None, // libjpeg names the marker
+            Err(markers::Damage::Truncated(r)) => return Err((DecodeFailure::Truncated, r)),
+            Err(markers::Damage::Corrupt(r)) => return Err((DecodeFailure::Corrupt, r)),
+        };
+        let mut tj = jpeg::Handle::decompressor();
+        let header = tj.header(bytes).map_err(|e| {
+            if e.truncated {
+                (DecodeFailure::Truncated, e.message)
             } else {
-                (DecodeFailure::Corrupt, "no frame header (SOF) before the scan data".into())
-            });
+                (classify(&e.message), e.message)
+            }
+        })?;
+        if let Some((frame, _)) = scan_data
+            && (frame.width, frame.height) != (header.width, header.height)
+        {
+            return Err((
+                DecodeFailure::Corrupt,
+                format!(
+                    "frame header says {}x{}, libjpeg read {}x{}",
+                    frame.width, frame.height, header.width, header.height
+                ),
+            ));
         }
-        let header = self.tj.header(bytes).map_err(|e| (classify(&e.message, bytes), e.message))?;
         let pixels = header.width as u64 * header.height as u64;
         if pixels > opts.max_pixels {
             return Err((
@@ -213,14 +232,21 @@ impl Decoder {
         let cmyk = matches!(header.colorspace, jpeg::CS_CMYK | jpeg::CS_YCCK);
         let mut out = Vec::new();
         let target = if cmyk { &mut self.scratch } else { &mut out };
-        let (w, h, warning) =
-            self.tj.decompress(bytes, &header, num, cmyk, target).map_err(|e| {
-                if e.truncated {
-                    (DecodeFailure::Truncated, e.message)
-                } else {
-                    (classify(&e.message, bytes), e.message)
-                }
-            })?;
+        let (w, h, warning) = tj.decompress(bytes, &header, num, cmyk, target).map_err(|e| {
+            if e.truncated {
+                (DecodeFailure::Truncated, e.message)
+            } else {
+                (classify(&e.message), e.message)
+            }
+        })?;
+        // libjpeg prints only its first warning: after another one, running out of data
+        // ("Premature end of JPEG file", which Pillow refuses) is silent. Then the walk says.
+        if warning.is_some()
+            && let Some((_, data)) = scan_data
+            && let Err(r) = markers::jpeg_scan_ends(bytes, data)
+        {
+            return Err((DecodeFailure::Truncated, r));
+        }
         if cmyk {
             out = cmyk_to_rgb(&self.scratch);
         }
@@ -244,11 +270,12 @@ impl Decoder {
     }
 }
 
-/// Sorts libjpeg's fatal messages into [`DecodeFailure`]s.
-fn classify(message: &str, bytes: &[u8]) -> DecodeFailure {
+/// Sorts libjpeg's fatal messages into [`DecodeFailure`]s. (Truncation is decided before:
+/// by the structure walk, or by libjpeg's end-of-file warning.)
+fn classify(message: &str) -> DecodeFailure {
     let m = message.to_ascii_lowercase();
-    if m.contains("premature end") || m.contains("suspension") || (bytes.len() < 4) {
-        DecodeFailure::Truncated
+    if m.contains("maximum supported image dimension") || m.contains("image is too large") {
+        DecodeFailure::TooLarge
     } else if m.contains("unsupported") || m.contains("precision") || m.contains("not supported") {
         DecodeFailure::Unsupported
     } else {

@@ -162,3 +162,106 @@ fn cmyk_matches_pil_arithmetic() {
     // stored K=200 -> nk = 200; stored C=255 -> c' = 0 -> R = 200.
     assert_eq!(&rgb[6..9], &[200, 200, 200]);
 }
+
+/// Byte offsets of the marker segments before the scan: (offset of 0xFF, marker, total length
+/// including the two marker bytes). Only for files made here (well-formed).
+fn segments(jpeg: &[u8]) -> Vec<(usize, u8, usize)> {
+    let mut out = Vec::new();
+    let mut i = 2;
+    loop {
+        let m = jpeg[i + 1];
+        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+        out.push((i, m, 2 + len));
+        if m == 0xDA {
+            return out;
+        }
+        i += 2 + len;
+    }
+}
+
+fn without(jpeg: &[u8], marker: u8) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    let segs = segments(jpeg);
+    let mut at = 2;
+    for &(i, m, n) in &segs {
+        if m != marker {
+            out.extend_from_slice(&jpeg[i..i + n]);
+        }
+        at = i + n;
+    }
+    out.extend_from_slice(&jpeg[at..]);
+    out
+}
+
+#[test]
+fn a_failed_decode_never_changes_the_next_one() {
+    // Every cut inside the header segments, then the good file on the same decoder: the good
+    // file's bytes must be what a fresh decoder gives (libjpeg left mid-header used to parse
+    // the next file as a continuation: "Bogus Huffman table definition").
+    let good = jpeg_of(&gradient(120, 90), 90);
+    let bad_source = jpeg_of(&gradient(100, 100), 75);
+    let expect = Decoder::new().decode(&good, "good", &DecodeOptions::default()).unwrap();
+    let sos = segments(&bad_source).last().unwrap().0;
+    let mut dec = Decoder::new();
+    for cut in 3..sos + 6 {
+        let r = dec.decode(&bad_source[..cut], "bad", &DecodeOptions::default());
+        match r {
+            Err(Error::Decode { kind: DecodeFailure::Truncated, .. }) => {}
+            other => panic!("cut at {cut}: expected truncated, got {other:?}"),
+        }
+        let d = dec.decode(&good, "good", &DecodeOptions::default()).unwrap_or_else(|e| {
+            panic!("good file after a cut at {cut} of the bad one: {e}");
+        });
+        assert_eq!(d.image.view().data(), expect.image.view().data(), "after cut {cut}");
+        assert!(d.warning.is_none(), "after cut {cut}: {:?}", d.warning);
+    }
+}
+
+#[test]
+fn tables_of_one_file_never_serve_the_next() {
+    // A file without quantization tables cannot be decoded (libjpeg: "Quantization table 0x00
+    // was not defined", as in Pillow) -- also right after a file that had them.
+    let good = jpeg_of(&gradient(64, 64), 90);
+    let no_dqt = without(&good, 0xDB);
+    assert!(Decoder::new().decode(&no_dqt, "x", &DecodeOptions::default()).is_err());
+    let mut dec = Decoder::new();
+    dec.decode(&good, "g", &DecodeOptions::default()).unwrap();
+    let r = dec.decode(&no_dqt, "x", &DecodeOptions::default());
+    assert!(
+        matches!(r, Err(Error::Decode { kind: DecodeFailure::Corrupt, .. })),
+        "a DQT-less file after a good one: {r:?}"
+    );
+}
+
+#[test]
+fn the_header_reports_a_cut_as_truncated_never_as_a_giant_size() {
+    // A fresh decoder (as on a new worker thread) used to read TurboJPEG's "unknown" size
+    // (-1 as u32) for a file cut between its frame header and its scan.
+    let jpeg = jpeg_of(&gradient(100, 100), 75);
+    let sof = segments(&jpeg).iter().find(|s| s.1 == 0xC0).copied().unwrap();
+    for cut in sof.0 + sof.2..segments(&jpeg).last().unwrap().0 + 2 {
+        match Decoder::new().decode(&jpeg[..cut], "cut", &DecodeOptions::default()) {
+            Err(Error::Decode { kind: DecodeFailure::Truncated, reason, .. }) => {
+                assert!(!reason.contains("4294967295"), "{reason}")
+            }
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_cut_after_another_warning_is_still_truncated() {
+    // libjpeg prints only its first warning: with extraneous bytes before the frame header,
+    // running out of scan data is silent in its message. Pillow refuses the file; so do we.
+    let jpeg = jpeg_of(&gradient(64, 48), 90);
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    let mut bad = jpeg[..sof].to_vec();
+    bad.extend_from_slice(&[0x12, 0x34, 0x56]);
+    bad.extend_from_slice(&jpeg[sof..jpeg.len() - 10]);
+    match Decoder::new().decode(&bad, "x", &DecodeOptions::default()) {
+        Err(Error::Decode { kind: DecodeFailure::Truncated, reason, .. }) => {
+            assert!(reason.contains("end-of-image"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
