@@ -4,5 +4,6 @@ mod augment_fidelity;
 mod decode_corpus;
 mod handoff;
 mod moco_equivalence;
+mod prep_isolation;
 mod shards_pyarrow;
 mod support;
