@@ -209,3 +209,90 @@ fn odd_variants_of_a_photo_decode_exactly_like_pillow() {
         assert_eq!(d.cmyk, rel == "cmyk.jpg", "{rel}");
     }
 }
+
+/// Every skip reason, each from a real file damaged in the way the reason names: the decoder
+/// gives that reason (and the text says what was found), and Pillow refuses the file too.
+#[test]
+fn every_skip_reason_is_caused_by_what_it_says() {
+    use twoview_pipeline::Error;
+    use twoview_pipeline::decode::DecodeFailure as F;
+    let (Some(imagenette), Some(corpus)) = (support::imagenette(), support::jpeg_corpus()) else {
+        return;
+    };
+    let photo = std::fs::read(&support::imagenette_sample(&imagenette, 1, 1)[0]).unwrap();
+    let seg = |marker: u8| {
+        let mut i = 2;
+        loop {
+            let len = u16::from_be_bytes([photo[i + 2], photo[i + 3]]) as usize;
+            if photo[i + 1] == marker {
+                return (i, 2 + len);
+            }
+            i += 2 + len;
+        }
+    };
+    let (sos, sos_len) = seg(0xDA);
+    let (sof, _) = seg(0xC0);
+    let (dqt, dqt_len) = seg(0xDB);
+    let (dht, _) = seg(0xC4);
+    let with = |at: usize, bytes: &[u8]| {
+        let mut v = photo.clone();
+        v[at..at + bytes.len()].copy_from_slice(bytes);
+        v
+    };
+    let mut no_dqt = photo[..dqt].to_vec();
+    no_dqt.extend_from_slice(&photo[dqt + dqt_len..]);
+    let mut warned_then_cut = photo[..sof].to_vec();
+    warned_then_cut.extend_from_slice(&[1, 2, 3]);
+    warned_then_cut.extend_from_slice(&photo[sof..photo.len() - 100]);
+    let cases: Vec<(&str, Vec<u8>, F, &str)> = vec![
+        ("empty.jpg", Vec::new(), F::Empty, "empty"),
+        (
+            "license-text.jpg",
+            std::fs::read(corpus.join("libjpeg-turbo-testimages/_license"))
+                .unwrap_or(b"text".into()),
+            F::NotAnImage,
+            "not a JPEG or PNG",
+        ),
+        ("cut-in-header.jpg", photo[..dqt + 30].to_vec(), F::Truncated, "declares"),
+        ("cut-in-sos-length.jpg", photo[..sos + 3].to_vec(), F::Truncated, "inside the length"),
+        ("cut-between-segments.jpg", photo[..sos].to_vec(), F::Truncated, "before the scan"),
+        ("cut-at-scan-start.jpg", photo[..sos + sos_len].to_vec(), F::Truncated, "Premature end"),
+        ("cut-in-scan.jpg", photo[..photo.len() / 2].to_vec(), F::Truncated, "Premature end"),
+        ("no-eoi.jpg", photo[..photo.len() - 2].to_vec(), F::Truncated, "Premature end"),
+        ("warned-then-cut.jpg", warned_then_cut, F::Truncated, "end-of-image"),
+        (
+            "sof-20000x20000.jpg",
+            with(sof + 5, &[0x4E, 0x20, 0x4E, 0x20]),
+            F::TooLarge,
+            "20000x20000",
+        ),
+        ("sof-height-0.jpg", with(sof + 5, &[0, 0]), F::Unsupported, "DNL not supported"),
+        (
+            "12-bit.jpg",
+            std::fs::read(corpus.join("libjpeg-turbo-testimages/testorig12.jpg")).unwrap(),
+            F::Unsupported,
+            "12-bit",
+        ),
+        ("no-dqt.jpg", no_dqt, F::Corrupt, "Quantization table 0x00 was not defined"),
+        ("dht-counts.jpg", with(dht + 5, &[0xFF; 4]), F::Corrupt, "Bogus Huffman table"),
+        ("sof-is-app.jpg", with(sof + 1, &[0xE9]), F::Corrupt, "no frame header"),
+    ];
+    let dir = support::scratch_dir("skip_reasons");
+    let mut dec = Decoder::new();
+    for (name, bytes, kind, text) in &cases {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        match dec.decode(bytes, name, &DecodeOptions::default()) {
+            Err(Error::Decode { kind: k, reason, .. }) => {
+                assert_eq!((k, reason.contains(text)), (*kind, true), "{name}: {reason}")
+            }
+            other => panic!("{name}: expected {kind:?}, got {other:?}"),
+        }
+        // The next file on the same decoder is untouched.
+        assert!(dec.decode(&photo, "photo", &DecodeOptions::default()).is_ok(), "after {name}");
+    }
+    let reference = support::scratch_dir("skip_reasons_ref");
+    support::venv_python("decode_reference.py", &[dir.as_os_str(), reference.as_os_str()]).unwrap();
+    for (rel, verdict) in pillow_verdicts(&reference) {
+        assert!(verdict.is_err(), "{rel}: Pillow decodes it");
+    }
+}
