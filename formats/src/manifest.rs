@@ -99,6 +99,25 @@ impl Manifest {
                 ),
             });
         }
+        // Shards are files of this folder: a name that leads elsewhere is refused, not opened.
+        for (split, m) in &manifest.splits {
+            for info in &m.shards {
+                let f = info.file.as_str();
+                let plain = !f.is_empty()
+                    && f.ends_with(".arrow")
+                    && !f.starts_with('.')
+                    && !f.contains(['/', '\\', '\0']);
+                if !plain {
+                    return Err(Error::Manifest {
+                        path,
+                        reason: format!(
+                            "split {split:?} lists shard {f:?}, which is not a plain *.arrow file name \
+                             in the folder"
+                        ),
+                    });
+                }
+            }
+        }
         Ok(manifest)
     }
 

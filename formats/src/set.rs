@@ -24,7 +24,14 @@ impl ShardSet {
         let mut shards = Vec::with_capacity(entries.len());
         let mut starts = vec![0u64];
         for info in &entries {
-            let shard = Shard::open(&dir.join(&info.file))?;
+            let path = dir.join(&info.file);
+            if !path.is_file() {
+                return Err(Error::Manifest {
+                    path: Manifest::path_in(dir),
+                    reason: format!("lists shard {}, which is not in the folder", info.file),
+                });
+            }
+            let shard = Shard::open(&path)?;
             if shard.num_rows() != info.rows {
                 return Err(Error::Manifest {
                     path: Manifest::path_in(dir),

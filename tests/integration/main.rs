@@ -2,8 +2,15 @@
 
 mod augment_fidelity;
 mod decode_corpus;
+mod fuzz;
 mod handoff;
 mod moco_equivalence;
 mod prep_isolation;
 mod shards_pyarrow;
 mod support;
+
+/// The test binary's allocator: the system's, plus a per-thread record of the largest single
+/// allocation while a thread asks for it (`support::largest_allocation`), so that a fuzz target
+/// can show that no input makes the readers allocate without bound.
+#[global_allocator]
+static ALLOC: support::Tracking = support::Tracking;
