@@ -145,6 +145,12 @@ pub struct Plan {
 }
 
 impl TrainConfig {
+    /// The configuration from flat keys (a `--config` file's table with `--set` on top); every
+    /// error names `origin` and the key (`in \`base_lr\``), unknown keys list the known ones.
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, String> {
+        toml::Value::Table(table).try_into().map_err(|e| format!("{origin}: {e}"))
+    }
+
     /// Resolves the configuration for `train_images` images per epoch on `device`.
     pub fn plan(&self, train_images: u64, device: Device) -> Result<Plan, String> {
         let base = VitConfig::preset(&self.preset).ok_or_else(|| {

@@ -460,3 +460,139 @@ fn mutate_json(text: &[u8], rng: &mut Mix) -> Vec<u8> {
     replace_nth(&mut v, &mut n, &with);
     serde_json::to_vec_pretty(&v).unwrap()
 }
+
+/// Every leaf of a TOML table: (path for messages, the leaf's own key).
+fn toml_leaves(v: &toml::Value, path: String, out: &mut Vec<(String, String)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                toml_leaves(x, p, out);
+            }
+        }
+        toml::Value::Array(a) if a.iter().any(|x| x.is_table() || x.is_array()) => {
+            for (i, x) in a.iter().enumerate() {
+                toml_leaves(x, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {
+            let key = path.rsplit(['.', '[']).next().unwrap_or("").to_owned();
+            out.push((path, key));
+        }
+    }
+}
+
+/// Replaces, removes or adds beside the leaf at `path`; returns the key an error must name.
+fn mutate_toml_leaf(root: &mut toml::Value, path: &str, rng: &mut Mix) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for seg in path.split('.') {
+        match seg.split_once('[') {
+            Some((k, rest)) => {
+                parts.push(k.to_owned());
+                parts.extend(rest.split('[').map(|i| format!("[{}", i.trim_end_matches(']'))));
+            }
+            None => parts.push(seg.to_owned()),
+        }
+    }
+    let last = parts.pop().unwrap();
+    let mut at = &mut *root;
+    for p in &parts {
+        at = match p.strip_prefix('[') {
+            Some(i) => &mut at.as_array_mut().unwrap()[i.parse::<usize>().unwrap()],
+            None => at.as_table_mut().unwrap().get_mut(p).unwrap(),
+        };
+    }
+    let odd = [
+        toml::Value::String("x".into()),
+        toml::Value::Integer(-1),
+        toml::Value::Float(2.5),
+        toml::Value::Float(f64::NAN),
+        toml::Value::Float(-0.5),
+        toml::Value::Integer(1 << 40),
+        toml::Value::Boolean(true),
+        toml::Value::Array(vec![]),
+    ];
+    let t = at.as_table_mut().unwrap();
+    match rng.below(10) {
+        0 => {
+            t.remove(&last);
+            last
+        }
+        1 => {
+            t.insert("bogus_key".into(), toml::Value::Integer(1));
+            "bogus_key".into()
+        }
+        _ => {
+            t.insert(last.clone(), rng.pick(&odd).clone());
+            last
+        }
+    }
+}
+
+/// Whether `msg` names `key`: as TOML's `in \`a.b.key\``, a backticked field, or `….key`.
+fn names_key(msg: &str, key: &str) -> bool {
+    msg.contains(&format!("`{key}`"))
+        || msg.contains(&format!(".{key}`"))
+        || msg.contains(&format!(".{key} "))
+        || msg.contains(&format!(".{key}]"))
+        || msg.contains(&format!("{key} ="))
+        || msg.contains(&format!("{key} must"))
+}
+
+#[test]
+fn fuzz_recipe_and_config_toml_errors_name_the_key() {
+    use twoview_model::train::TrainConfig;
+    use twoview_pipeline::augment::Recipe;
+    let recipes: Vec<String> = ["mocov3_vit", "mocov3_resnet", "byol", "simclr"]
+        .iter()
+        .map(|n| Recipe::preset(n).unwrap().to_toml())
+        .collect();
+    let config = toml::to_string(&TrainConfig::default()).unwrap();
+    let dog = Watchdog::start("toml", Duration::from_secs(20));
+    let mut failures: Vec<String> = Vec::new();
+    let (seed, budget, start) = (base_seed(), seconds() / 2, Instant::now());
+    let mut i = 0u64;
+    while start.elapsed() < budget && failures.len() < 20 {
+        let mut rng = Mix::for_input(seed ^ 0x7031, i);
+        let is_recipe = rng.below(2) == 0;
+        let text = if is_recipe { rng.pick(&recipes).clone() } else { config.clone() };
+        let parse = |s: &str| -> Result<(), String> {
+            if is_recipe {
+                Recipe::from_toml(s, "fuzz.toml").map(|_| ()).map_err(|e| e.to_string())
+            } else {
+                let table: toml::Table = toml::from_str(s).map_err(|e| e.to_string())?;
+                TrainConfig::from_table(table, "fuzz.toml").map(|_| ())
+            }
+        };
+        let (input, key) = if rng.below(4) == 0 {
+            let bytes = mutate(text.as_bytes(), text.as_bytes(), &mut rng);
+            (String::from_utf8_lossy(&bytes).into_owned(), None)
+        } else {
+            let mut v: toml::Value = toml::from_str(&text).unwrap();
+            let mut leaves = Vec::new();
+            toml_leaves(&v, String::new(), &mut leaves);
+            let (path, _) = rng.pick(&leaves).clone();
+            let key = mutate_toml_leaf(&mut v, &path, &mut rng);
+            (toml::to_string(&v).unwrap(), Some((path, key)))
+        };
+        dog.begin(input.as_bytes());
+        match catch_unwind(AssertUnwindSafe(|| parse(&input))) {
+            Err(_) => failures.push(format!("input {i}: panicked on:\n{input}")),
+            Ok(Err(msg)) => {
+                if let Some((path, key)) = &key
+                    && !names_key(&msg, key)
+                {
+                    failures.push(format!(
+                        "input {i}: changing {path} gave an error naming no key: {msg}"
+                    ));
+                }
+            }
+            Ok(Ok(())) => {}
+        }
+        i += 1;
+    }
+    eprintln!("fuzz toml: seed {seed}, {i} inputs in {:.0?}", start.elapsed());
+    failures.sort();
+    failures.dedup_by(|a, b| a.split_once(':').map(|x| x.1) == b.split_once(':').map(|x| x.1));
+    assert!(failures.is_empty(), "{} failing inputs:\n{}", failures.len(), failures.join("\n"));
+}

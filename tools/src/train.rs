@@ -97,7 +97,7 @@ fn parse_set(kv: &str) -> anyhow::Result<(String, toml::Value)> {
 }
 
 fn config_from(table: toml::Table, origin: &str) -> anyhow::Result<TrainConfig> {
-    toml::Value::Table(table).try_into().map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+    TrainConfig::from_table(table, origin).map_err(anyhow::Error::msg)
 }
 
 /// What the command line gives: the --config file's keys, then --preset, then each --set.

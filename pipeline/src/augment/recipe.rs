@@ -12,7 +12,11 @@ use crate::Error;
 pub const MAX_STEPS: usize = 8;
 
 /// An op that a step may apply. Its probability lives in the [`Step`], not here.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Written as a table with `kind` naming the op and the op's fields beside it. Read by hand
+/// (not serde's internally tagged enums, which buffer the table and lose the key of a bad
+/// value): every error names the field, e.g. ``gaussian_blur: invalid type: … in `method` ``.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
     /// torchvision `ColorJitter`.
@@ -28,6 +32,51 @@ pub enum Op {
     },
     /// torchvision `hflip`.
     HorizontalFlip,
+}
+
+/// `solarize`'s fields, for reading.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SolarizeFields {
+    threshold: u8,
+}
+
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut table = toml::Table::deserialize(d)?;
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(k)) => k,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "`kind` must be a string naming the op, got {other}"
+                )));
+            }
+            None => return Err(D::Error::missing_field("kind")),
+        };
+        fn fields<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            kind: &str,
+            table: toml::Table,
+        ) -> Result<T, E> {
+            toml::Value::Table(table).try_into().map_err(|e| E::custom(format!("{kind}: {e}")))
+        }
+        let none = |table: &toml::Table| match table.keys().next() {
+            Some(k) => Err(D::Error::custom(format!("{kind}: unknown field `{k}`, it has none"))),
+            None => Ok(()),
+        };
+        match kind.as_str() {
+            "color_jitter" => fields(&kind, table).map(Op::ColorJitter),
+            "gaussian_blur" => fields(&kind, table).map(Op::GaussianBlur),
+            "solarize" => fields::<SolarizeFields, _>(&kind, table)
+                .map(|f| Op::Solarize { threshold: f.threshold }),
+            "grayscale" => none(&table).map(|_| Op::Grayscale),
+            "horizontal_flip" => none(&table).map(|_| Op::HorizontalFlip),
+            other => Err(D::Error::custom(format!(
+                "`kind` = {other:?} is no op; expected one of color_jitter, grayscale, \
+                 gaussian_blur, solarize, horizontal_flip"
+            ))),
+        }
+    }
 }
 
 /// `RandomApply(p, op)`: the op runs when a U(0,1) draw is below `p`.
@@ -228,15 +277,30 @@ impl Recipe {
                 }
                 match s.op {
                     Op::ColorJitter(j) => {
-                        let strengths = [j.brightness, j.contrast, j.saturation, j.hue];
-                        if strengths.iter().any(|x| x.is_nan() || *x < 0.0) || j.hue > 0.5 {
-                            return bad(format!(
-                                "{v}.steps[{i}] color_jitter strengths must be >= 0, hue <= 0.5"
-                            ));
+                        let strengths = [
+                            ("brightness", j.brightness),
+                            ("contrast", j.contrast),
+                            ("saturation", j.saturation),
+                            ("hue", j.hue),
+                        ];
+                        for (name, x) in strengths {
+                            if !(x >= 0.0 && x.is_finite()) || (name == "hue" && x > 0.5) {
+                                return bad(format!(
+                                    "{v}.steps[{i}].op.{name} = {x} must be >= 0{}",
+                                    if name == "hue" { " and <= 0.5" } else { "" }
+                                ));
+                            }
                         }
                     }
-                    Op::GaussianBlur(b) if !(0.0 <= b.sigma.0 && b.sigma.0 <= b.sigma.1) => {
-                        return bad(format!("{v}.steps[{i}] gaussian_blur sigma {:?}", b.sigma));
+                    Op::GaussianBlur(b)
+                        if !(0.0 <= b.sigma.0
+                            && b.sigma.0 <= b.sigma.1
+                            && b.sigma.1.is_finite()) =>
+                    {
+                        return bad(format!(
+                            "{v}.steps[{i}].op.sigma {:?} must satisfy 0 <= lo <= hi",
+                            b.sigma
+                        ));
                     }
                     _ => {}
                 }

@@ -143,6 +143,19 @@ fn bad_recipes_name_the_field() {
     assert!(e.contains("my.toml") && e.contains("tint"), "{e}");
     let e = Recipe::preset("mocov4").unwrap_err().to_string();
     assert!(e.contains("mocov4") && e.contains("mocov3_vit"), "{e}");
+    // Inside an op (found by the TOML fuzz target: the key of a bad value was lost).
+    let text = Recipe::mocov3_vit().to_toml().replacen("method = \"pil_box\"", "method = []", 1);
+    let e = Recipe::from_toml(&text, "my.toml").unwrap_err().to_string();
+    assert!(e.contains("gaussian_blur") && e.contains("`method`"), "{e}");
+    let text = Recipe::mocov3_vit().to_toml().replacen("kind = \"solarize\"", "kind = \"sol\"", 1);
+    let e = Recipe::from_toml(&text, "my.toml").unwrap_err().to_string();
+    assert!(e.contains("`kind` = \"sol\""), "{e}");
+    let mut r = Recipe::mocov3_vit();
+    if let Op::ColorJitter(j) = &mut r.view1.steps[0].op {
+        j.saturation = -0.2;
+    }
+    let e = r.validate().unwrap_err().to_string();
+    assert!(e.contains("view1.steps[0].op.saturation"), "{e}");
 }
 
 #[test]
