@@ -291,3 +291,102 @@ fn mapped_file_at(addr: usize) -> Option<String> {
         (lo <= addr && addr < hi).then(|| f.nth(4).unwrap_or("").to_owned())
     })
 }
+
+/// A textured JPEG, different for each `i`.
+fn textured_jpeg(i: u32, w: u32, h: u32) -> Vec<u8> {
+    let data = (0..h)
+        .flat_map(|y| {
+            (0..w).flat_map(move |x| {
+                [(x * 3 + i * 17) as u8, (y * 5 + i * 7) as u8, ((x * y) ^ i) as u8]
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    JpegEncoder::new()
+        .encode(RgbImage::try_from_vec(data, w, h).unwrap().view(), 90, &mut out)
+        .unwrap();
+    out
+}
+
+/// A one-shard set of JPEG rows.
+fn jpeg_rows_set(dir: &Path, rows: &[Vec<u8>]) -> ShardSet {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut w = ShardWriter::create(&dir.join("train-00000-of-00001.arrow"), 5).unwrap();
+    for (i, pixels) in rows.iter().enumerate() {
+        let key = format!("c/{i}.jpg");
+        let row =
+            Row { key: &key, label: 0, height: 40, width: 48, encoding: Encoding::Jpeg, pixels };
+        w.push(&row).unwrap();
+    }
+    let info = w.finish().unwrap();
+    let n = rows.len() as u64;
+    let mut m = Manifest::new("test", vec!["c".into()], serde_json::json!({}));
+    m.splits.insert("train".into(), SplitManifest { inputs: n, rows: n, shards: vec![info] });
+    m.save(dir).unwrap();
+    ShardSet::open(dir, "train").unwrap()
+}
+
+#[test]
+fn a_damaged_jpeg_row_never_changes_the_next_rows_pixels() {
+    // Every other row damaged (a cut inside the Huffman tables -- what left libjpeg mid-header
+    // --, a cut in the scan, no quantization tables, bytes that are no JPEG), each followed by
+    // good rows on the same workers. Against a set where the damaged rows are good images
+    // instead: every sample from a good row is the same, byte for byte.
+    let dir = tempfile::tempdir().unwrap();
+    let sample = textured_jpeg(99, 48, 40);
+    let dht = sample.windows(2).position(|w| w == [0xFF, 0xC4]).unwrap();
+    let dqt = sample.windows(2).position(|w| w == [0xFF, 0xDB]).unwrap();
+    let dqt_len = u16::from_be_bytes([sample[dqt + 2], sample[dqt + 3]]) as usize + 2;
+    let mut no_dqt = sample[..dqt].to_vec();
+    no_dqt.extend_from_slice(&sample[dqt + dqt_len..]);
+    let damaged = [
+        sample[..dht + 20].to_vec(),
+        sample[..sample.len() * 2 / 3].to_vec(),
+        no_dqt,
+        vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3],
+    ];
+    let n = 32u32;
+    let good: Vec<Vec<u8>> = (0..n).map(|i| textured_jpeg(i, 48, 40)).collect();
+    let mixed: Vec<Vec<u8>> = (0..n as usize)
+        .map(|i| if i % 2 == 1 { damaged[i / 2 % damaged.len()].clone() } else { good[i].clone() })
+        .collect();
+    let clean = jpeg_rows_set(&dir.path().join("clean"), &good);
+    let mixed = jpeg_rows_set(&dir.path().join("mixed"), &mixed);
+    let c = LoaderConfig { on_bad_row: BadRowPolicy::Replace, end_epoch: Some(2), ..cfg(8, 3) };
+    let view_bytes = 24 * 24 * 3;
+    let run = |set: &ShardSet| {
+        let mut loader =
+            Loader::new(set.clone(), Recipe::mocov3_vit(), c.clone(), Arc::new(HeapAlloc)).unwrap();
+        let mut slots = Vec::new();
+        while let Some(b) = loader.next_batch() {
+            let b = b.unwrap();
+            for (j, &row) in b.rows.iter().enumerate() {
+                slots
+                    .push((row, b.pixels()[j * 2 * view_bytes..(j + 1) * 2 * view_bytes].to_vec()));
+            }
+        }
+        (slots, loader.stats().replaced)
+    };
+    let (want, replaced_clean) = run(&clean);
+    let (got, replaced) = run(&mixed);
+    assert_eq!(replaced_clean, 0);
+    assert_eq!(
+        replaced, n as u64,
+        "the 16 damaged rows, in each of 2 epochs, and nothing else are replaced"
+    );
+    assert_eq!(want.len(), got.len());
+    let mut compared = 0;
+    for (k, ((wr, wp), (gr, gp))) in want.iter().zip(&got).enumerate() {
+        if wr == gr {
+            assert!(wp == gp, "sample {k} (row {wr}): other pixels after a damaged row");
+            compared += 1;
+        } else {
+            assert_eq!(
+                (wr % 2, *gr),
+                (1, (wr + 1) % n as u64),
+                "sample {k}: replaced by the next row"
+            );
+        }
+    }
+    assert_eq!(compared, n as usize, "every good row compared, in both epochs");
+}
