@@ -15,6 +15,7 @@ pub mod amp;
 pub mod checkpoint;
 pub mod device;
 mod error;
+pub mod export;
 pub mod knn;
 pub mod moco;
 pub mod optim;

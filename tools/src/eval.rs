@@ -10,7 +10,6 @@ use twoview_model::knn::{KnnParams, Labeled};
 use twoview_model::moco::Moco;
 use twoview_model::probe::{ProbeConfig, linear_probe};
 use twoview_model::train::Plan;
-use twoview_model::vit::VitConfig;
 use twoview_pipeline::formats::ShardSet;
 use twoview_pipeline::loader::eval::spread_rows;
 
@@ -186,39 +185,23 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// timm's model name for a preset shape at 224, if the shape is one.
-fn timm_name(v: &VitConfig) -> Option<String> {
-    let name = VitConfig::PRESETS.iter().find(|p| VitConfig::preset(p).as_ref() == Some(v))?;
-    Some(format!("{}_patch16_224", name))
-}
-
 pub fn export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
     let (plan, moco, dir, step) = load_model(&a.checkpoint, tch::Device::Cpu, false)?;
-    let tensors: Vec<(String, tch::Tensor)> = moco
-        .named_tensors()
-        .into_iter()
-        .filter_map(|(n, t)| {
-            let n = n.strip_prefix("base_encoder.")?;
-            (!n.starts_with("head.")).then(|| (n.to_owned(), t))
-        })
-        .collect();
+    let tensors = twoview_model::export::timm_tensors(&moco);
     let tmp = a.out.with_extension("safetensors.tmp");
     tch::Tensor::write_safetensors(&tensors, &tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
-    let v = plan.moco.vit;
     let meta = serde_json::json!({
         "source": dir, "step": step, "tensors": tensors.len(),
-        "timm_create_model": timm_name(&v),
-        "timm_vision_transformer": {
-            "img_size": v.image_size, "patch_size": v.patch, "embed_dim": v.dim, "depth": v.depth,
-            "num_heads": v.heads, "mlp_ratio": v.mlp_ratio, "qkv_bias": true, "class_token": true,
-            "global_pool": "token", "num_classes": 0,
-        },
+        "timm": twoview_model::export::timm_metadata(&plan.moco.vit),
+        "usage": "timm.create_model(timm.model_name, pretrained=False, \
+                  pretrained_cfg_overlay=timm.pretrained_cfg, **timm.kwargs), then \
+                  load_state_dict(safetensors.torch.load_file(...), strict=True)",
         "note": "LayerNorm eps 1e-6 (timm's ViT default); pos_embed holds MoCo v3's fixed sin-cos embedding",
     });
     let side = a.out.with_extension("json");
-    std::fs::write(&side, serde_json::to_string_pretty(&meta)? + "\n")?;
+    twoview_formats::write_atomic(&side, (serde_json::to_string_pretty(&meta)? + "\n").as_bytes())?;
     eprintln!(
         "export: {} tensors of {} (step {step}) → {} (timm config in {})",
         tensors.len(),
