@@ -53,6 +53,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Two shard folders used together (train and val) whose class lists differ: labels would
+    /// mean different classes.
+    #[error("{a} and {b} have different classes: {reason}")]
+    ClassesDiffer {
+        /// One manifest.
+        a: PathBuf,
+        /// The other manifest.
+        b: PathBuf,
+        /// The first difference.
+        reason: String,
+    },
     /// A row index past the end of a shard set.
     #[error("row {index} is out of range: the set has {rows} rows")]
     RowOutOfRange {

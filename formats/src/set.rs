@@ -49,6 +49,28 @@ impl ShardSet {
         Ok(Self { dir: dir.to_owned(), manifest, split: split.to_owned(), shards, starts })
     }
 
+    /// Refuses `other` (e.g. the val split of another folder) when its classes are not this
+    /// set's, in the same order: label `i` must name the same class in both. The error names
+    /// both manifests and the first class that differs.
+    pub fn check_same_classes(&self, other: &ShardSet) -> Result<(), Error> {
+        let (a, b) = (&self.manifest.classes, &other.manifest.classes);
+        let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) else {
+            return Ok(());
+        };
+        let name = |c: &[String]| c.get(i).map_or("nothing".to_owned(), |s| format!("{s:?}"));
+        Err(Error::ClassesDiffer {
+            a: Manifest::path_in(&self.dir),
+            b: Manifest::path_in(&other.dir),
+            reason: format!(
+                "label {i} is {} in the first and {} in the second ({} and {} classes)",
+                name(a),
+                name(b),
+                a.len(),
+                b.len()
+            ),
+        })
+    }
+
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir

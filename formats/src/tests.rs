@@ -184,3 +184,42 @@ fn a_set_indexes_rows_across_shards_and_checks_the_manifest() {
     let msg = err.unwrap_err().to_string();
     assert!(msg.contains("train-00001-of-00003.arrow"), "{msg}");
 }
+
+#[test]
+fn sets_with_other_classes_are_refused_and_shard_names_stay_in_the_folder() {
+    let rows = sample_rows(10);
+    let make = |dir: &Path, classes: &[&str], file: &str| {
+        let mut m = Manifest::new(
+            "test",
+            classes.iter().map(|c| c.to_string()).collect(),
+            serde_json::json!({}),
+        );
+        let info = write_shard(&dir.join("train-00000-of-00001.arrow"), &rows, 4);
+        let info = ShardInfo { file: file.into(), ..info };
+        m.splits.insert("train".into(), SplitManifest { inputs: 10, rows: 10, shards: vec![info] });
+        m.save(dir).unwrap();
+    };
+    let (a, b, c) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "train-00000-of-00001.arrow";
+    make(a.path(), &["c0", "c1", "c2"], name);
+    make(b.path(), &["c0", "c2", "c1"], name);
+    make(c.path(), &["c0", "c1", "c2", "c3"], name);
+    let open = |d: &tempfile::TempDir| ShardSet::open(d.path(), "train").unwrap();
+    open(&a).check_same_classes(&open(&a)).unwrap();
+    let e = open(&a).check_same_classes(&open(&b)).unwrap_err().to_string();
+    assert!(
+        e.contains(&a.path().join("manifest.json").display().to_string())
+            && e.contains(&b.path().join("manifest.json").display().to_string())
+            && e.contains("label 1 is \"c1\" in the first and \"c2\" in the second"),
+        "{e}"
+    );
+    let e = open(&a).check_same_classes(&open(&c)).unwrap_err().to_string();
+    assert!(e.contains("label 3 is nothing in the first and \"c3\""), "{e}");
+    // A manifest naming a shard outside its folder is refused before anything is opened.
+    for bad in ["../x.arrow", "/etc/passwd", "sub/train.arrow", "notes.txt"] {
+        make(a.path(), &["c0"], bad);
+        let e = ShardSet::open(a.path(), "train").unwrap_err().to_string();
+        assert!(e.contains("manifest.json") && e.contains("not a plain"), "{bad}: {e}");
+    }
+}

@@ -121,6 +121,7 @@ fn open(src: &Source) -> anyhow::Result<Opened> {
     let (plan, moco, dir, step) = load_model(&src.checkpoint, device, src.random_init)?;
     let train = ShardSet::open(&src.train_shards, "train")?;
     let val = ShardSet::open(&src.val_shards, "val")?;
+    train.check_same_classes(&val)?;
     let classes = train.manifest().classes.len().max(1) as i64;
     let what = if src.random_init { "random init".to_owned() } else { format!("step {step}") };
     Ok(Opened { plan, moco, dir, step, train, val, classes, what })

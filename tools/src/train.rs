@@ -387,9 +387,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let val_dir = args.val_shards.clone().unwrap_or_else(|| args.shards.clone());
     let knn_data = match ShardSet::open(&val_dir, "val") {
         Ok(val) => Some(KnnData {
+            val: {
+                train_set.check_same_classes(&val).context("--val-shards")?;
+                val
+            },
             classes: train_set.manifest().classes.len().max(1) as i64,
             train: ShardSet::open(&args.shards, "train")?,
-            val,
         }),
         Err(e) if args.val_shards.is_some() => return Err(e).context("--val-shards"),
         Err(_) => {

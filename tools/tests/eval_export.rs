@@ -69,6 +69,28 @@ fn knn_and_timm_export_of_a_trained_checkpoint() {
         let (t1, t5) = (r["top1"].as_f64().unwrap(), r["top5"].as_f64().unwrap());
         assert!((0.0..=100.0).contains(&t1) && t5 >= t1, "{r}");
     }
+    // Val shards whose classes are in another order: labels would name other classes.
+    let other = base.join("other-classes");
+    std::fs::create_dir_all(&other).unwrap();
+    for e in std::fs::read_dir(&shards).unwrap().flatten() {
+        std::fs::copy(e.path(), other.join(e.file_name())).unwrap();
+    }
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other.join("manifest.json")).unwrap()).unwrap();
+    m["classes"].as_array_mut().unwrap().reverse();
+    std::fs::write(other.join("manifest.json"), m.to_string()).unwrap();
+    let o = twoview()
+        .args(["eval", "knn", "--checkpoint", run.to_str().unwrap(), "--train-shards"])
+        .args([shards.as_os_str(), "--val-shards".as_ref(), other.as_os_str()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "mismatched classes accepted");
+    assert!(
+        err.contains("different classes") && err.contains("other-classes/manifest.json"),
+        "{err}"
+    );
+
     // The metrics' final kNN is the same evaluation as `eval knn` of the final checkpoint.
     let last_knn = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
