@@ -111,6 +111,47 @@ pub fn tf32() -> bool {
     unsafe { ffi::allow_tf32_cublas(ffi::global_context()) }
 }
 
+/// The precision of an evaluation's forward passes. It follows the device the evaluation runs
+/// on, never the training run's setting: a run trained with bf16 on a GPU and evaluated on a
+/// CPU is evaluated in fp32 unless asked otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalPrecision {
+    /// bf16 autocast on CUDA, fp32 elsewhere.
+    Auto,
+    /// fp32 everywhere.
+    Fp32,
+    /// bf16 autocast, on any device.
+    Bf16,
+}
+
+impl EvalPrecision {
+    /// Whether forward passes on `device` run under bf16 autocast.
+    pub fn autocast(self, device: Device) -> bool {
+        match self {
+            Self::Auto => device.is_cuda(),
+            Self::Fp32 => false,
+            Self::Bf16 => true,
+        }
+    }
+
+    /// `fp32` or `bf16`, as used on `device`.
+    pub fn name(self, device: Device) -> &'static str {
+        if self.autocast(device) { "bf16" } else { "fp32" }
+    }
+}
+
+impl std::str::FromStr for EvalPrecision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "fp32" => Ok(Self::Fp32),
+            "bf16" => Ok(Self::Bf16),
+            _ => Err(format!("{s:?}: expected auto, fp32 or bf16")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +173,17 @@ mod tests {
         }
         assert!(!Autocast::is_enabled(Device::Cpu));
         assert_eq!(a.matmul(&b).kind(), Kind::Float);
+    }
+
+    #[test]
+    fn eval_precision_follows_the_eval_device() {
+        let cuda = Device::Cuda(0);
+        assert!(!EvalPrecision::Auto.autocast(Device::Cpu));
+        assert!(EvalPrecision::Auto.autocast(cuda));
+        assert!(!EvalPrecision::Fp32.autocast(cuda));
+        assert!(EvalPrecision::Bf16.autocast(Device::Cpu));
+        assert_eq!("bf16".parse::<EvalPrecision>(), Ok(EvalPrecision::Bf16));
+        assert!("fp16".parse::<EvalPrecision>().unwrap_err().contains("fp16"));
     }
 
     #[test]

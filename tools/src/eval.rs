@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use twoview_model::amp::EvalPrecision;
 use twoview_model::checkpoint;
 use twoview_model::knn::{KnnParams, Labeled};
 use twoview_model::moco::Moco;
@@ -46,6 +47,10 @@ pub struct Source {
     /// cpu, cuda or cuda:N (features; the linear probe itself trains on the CPU).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Precision of the feature passes: auto (bf16 autocast on CUDA, fp32 on the CPU, whatever
+    /// the run trained with), fp32 or bf16.
+    #[arg(long, default_value = "auto")]
+    precision: EvalPrecision,
 }
 
 #[derive(clap::Args)]
@@ -106,7 +111,6 @@ fn load_model(
 
 /// An opened evaluation: model, splits, and how to name it in messages.
 struct Opened {
-    plan: Plan,
     moco: Moco,
     dir: PathBuf,
     step: u64,
@@ -114,17 +118,21 @@ struct Opened {
     val: ShardSet,
     classes: i64,
     what: String,
+    /// bf16 autocast for the feature passes (from --precision and the device).
+    autocast: bool,
+    precision: &'static str,
 }
 
 fn open(src: &Source) -> anyhow::Result<Opened> {
     let device = twoview_model::device::init(&src.device)?;
-    let (plan, moco, dir, step) = load_model(&src.checkpoint, device, src.random_init)?;
+    let (_, moco, dir, step) = load_model(&src.checkpoint, device, src.random_init)?;
     let train = ShardSet::open(&src.train_shards, "train")?;
     let val = ShardSet::open(&src.val_shards, "val")?;
     train.check_same_classes(&val)?;
     let classes = train.manifest().classes.len().max(1) as i64;
     let what = if src.random_init { "random init".to_owned() } else { format!("step {step}") };
-    Ok(Opened { plan, moco, dir, step, train, val, classes, what })
+    let (autocast, precision) = (src.precision.autocast(device), src.precision.name(device));
+    Ok(Opened { moco, dir, step, train, val, classes, what, autocast, precision })
 }
 
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
@@ -134,15 +142,21 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
             let p =
                 KnnParams { classes: o.classes, k: a.k, temperature: a.temperature, chunk: 512 };
             let limits = (a.src.train_limit, a.src.val_limit);
-            let r =
-                crate::features::knn_eval(&o.moco, o.plan.autocast, &o.train, &o.val, limits, p)?;
-            eprintln!("eval knn: {} ({}), k {}, T {}", o.dir.display(), o.what, r.k, a.temperature);
+            let r = crate::features::knn_eval(&o.moco, o.autocast, &o.train, &o.val, limits, p)?;
+            eprintln!(
+                "eval knn: {} ({}, {}), k {}, T {}",
+                o.dir.display(),
+                o.what,
+                o.precision,
+                r.k,
+                a.temperature
+            );
             println!(
                 "{}",
                 serde_json::json!({
                     "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
                     "top1": r.top1, "top5": r.top5, "k": r.k, "temperature": a.temperature,
-                    "val_images": r.n,
+                    "val_images": r.n, "precision": o.precision,
                 })
             );
             Ok(ExitCode::SUCCESS)
@@ -151,9 +165,8 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
             let o = open(&a.src)?;
             let rows = |s: &ShardSet, limit| spread_rows(s.len(), limit);
             let (tf, tl) =
-                features(&o.moco, o.plan.autocast, &o.train, rows(&o.train, a.src.train_limit))?;
-            let (vf, vl) =
-                features(&o.moco, o.plan.autocast, &o.val, rows(&o.val, a.src.val_limit))?;
+                features(&o.moco, o.autocast, &o.train, rows(&o.train, a.src.train_limit))?;
+            let (vf, vl) = features(&o.moco, o.autocast, &o.val, rows(&o.val, a.src.val_limit))?;
             let cfg = ProbeConfig {
                 epochs: a.epochs,
                 batch: a.batch,
@@ -178,7 +191,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
                     "top1": r.top1, "top5": r.top5, "epochs": a.epochs,
-                    "train_images": tf.size()[0], "val_images": r.n,
+                    "train_images": tf.size()[0], "val_images": r.n, "precision": o.precision,
                 })
             );
             Ok(ExitCode::SUCCESS)

@@ -31,6 +31,17 @@ fn train_tiny(shards: &Path, out: &Path) {
     assert!(err.contains("kNN top-1"), "train reports kNN on the val split at the end: {err}");
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 fn eval(what: &str, run: &Path, shards: &Path, random: bool) -> serde_json::Value {
     let mut cmd = twoview();
     cmd.args(["eval", what, "--checkpoint", run.to_str().unwrap()]);
@@ -69,6 +80,22 @@ fn knn_and_timm_export_of_a_trained_checkpoint() {
         let (t1, t5) = (r["top1"].as_f64().unwrap(), r["top5"].as_f64().unwrap());
         assert!((0.0..=100.0).contains(&t1) && t5 >= t1, "{r}");
     }
+    // Precision follows the eval device, not the run: a run whose plan says bf16 autocast (as a
+    // CUDA bf16 run's does) is evaluated on the CPU in fp32 unless --precision says otherwise.
+    assert_eq!(trained["precision"], "fp32");
+    let bf16_run = base.join("bf16-run");
+    let step_dir = twoview_model::checkpoint::resolve(&run).unwrap();
+    let rel = step_dir.strip_prefix(&run).unwrap().to_owned();
+    copy_dir(&run, &bf16_run);
+    let state_path = bf16_run.join(&rel).join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    state["plan"]["autocast"] = serde_json::json!(true);
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let as_cpu = eval("knn", &bf16_run, &shards, false);
+    assert_eq!(as_cpu["precision"], "fp32", "{as_cpu}");
+    assert_eq!((&as_cpu["top1"], &as_cpu["top5"]), (&trained["top1"], &trained["top5"]));
+
     // Val shards whose classes are in another order: labels would name other classes.
     let other = base.join("other-classes");
     std::fs::create_dir_all(&other).unwrap();
