@@ -17,6 +17,8 @@ mod ffi {
         pub fn is_autocast_enabled(device: i8) -> bool;
         #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
         pub fn set_autocast_dtype(device: i8, dtype: i8);
+        #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
+        pub fn get_autocast_dtype(device: i8) -> i8;
         #[link_name = "_ZN2at8autocast17increment_nestingEv"]
         pub fn increment_nesting() -> i64;
         #[link_name = "_ZN2at8autocast17decrement_nestingEv"]
@@ -52,25 +54,57 @@ fn scalar_type(k: Kind) -> i8 {
     }
 }
 
-/// Autocast on `device`'s type with `kind` while the guard lives; the previous state (enabled
-/// flag) comes back on drop. Not re-entrant across threads: autocast state is thread-local in
-/// libtorch, so create and drop the guard on the thread that runs the forward pass.
+/// Autocast on `device`'s type with `kind` while the guard lives ([`Autocast::new`]), or off
+/// ([`Autocast::off`]); the previous state (enabled flag and dtype) comes back on drop.
+/// Autocast state is thread-local in libtorch, so the guard is neither `Send` nor `Sync`: it is
+/// created and dropped on the thread that runs the forward pass.
 #[derive(Debug)]
 pub struct Autocast {
     device: i8,
     was_enabled: bool,
+    was_dtype: i8,
+    /// Whether this guard entered a nesting level (and so leaves it).
+    nested: bool,
+    _thread_bound: std::marker::PhantomData<*const ()>,
 }
 
 impl Autocast {
+    /// Autocast to `kind` on `device`'s type.
     pub fn new(device: Device, kind: Kind) -> Self {
         let (dt, st) = (device_type(device), scalar_type(kind));
         // SAFETY: plain calls into libtorch with valid enum values.
         unsafe {
-            let was_enabled = ffi::is_autocast_enabled(dt);
+            let (was_enabled, was_dtype) =
+                (ffi::is_autocast_enabled(dt), ffi::get_autocast_dtype(dt));
             ffi::set_autocast_dtype(dt, st);
             ffi::set_autocast_enabled(dt, true);
             ffi::increment_nesting();
-            Self { device: dt, was_enabled }
+            Self {
+                device: dt,
+                was_enabled,
+                was_dtype,
+                nested: true,
+                _thread_bound: std::marker::PhantomData,
+            }
+        }
+    }
+
+    /// Autocast off on `device`'s type (a region that must run in the tensors' own precision,
+    /// e.g. the contrastive logits), whatever an outer guard set.
+    pub fn off(device: Device) -> Self {
+        let dt = device_type(device);
+        // SAFETY: plain calls into libtorch with a valid enum value.
+        unsafe {
+            let (was_enabled, was_dtype) =
+                (ffi::is_autocast_enabled(dt), ffi::get_autocast_dtype(dt));
+            ffi::set_autocast_enabled(dt, false);
+            Self {
+                device: dt,
+                was_enabled,
+                was_dtype,
+                nested: false,
+                _thread_bound: std::marker::PhantomData,
+            }
         }
     }
 
@@ -83,11 +117,12 @@ impl Autocast {
 
 impl Drop for Autocast {
     fn drop(&mut self) {
-        // SAFETY: undoes what `new` did, on the same thread.
+        // SAFETY: undoes what `new`/`off` did, on the same thread (the guard is not `Send`).
         unsafe {
-            if ffi::decrement_nesting() == 0 {
+            if self.nested && ffi::decrement_nesting() == 0 {
                 ffi::clear_cache();
             }
+            ffi::set_autocast_dtype(self.device, self.was_dtype);
             ffi::set_autocast_enabled(self.device, self.was_enabled);
         }
     }
@@ -173,6 +208,29 @@ mod tests {
         }
         assert!(!Autocast::is_enabled(Device::Cpu));
         assert_eq!(a.matmul(&b).kind(), Kind::Float);
+    }
+
+    #[test]
+    fn guards_restore_flag_and_dtype_and_off_turns_autocast_off() {
+        // SAFETY: a plain query.
+        let dtype = || unsafe { ffi::get_autocast_dtype(device_type(Device::Cpu)) };
+        let before = dtype();
+        {
+            let _half = Autocast::new(Device::Cpu, Kind::Half);
+            assert_eq!(dtype(), scalar_type(Kind::Half));
+            {
+                let _bf = Autocast::new(Device::Cpu, Kind::BFloat16);
+                assert_eq!(dtype(), scalar_type(Kind::BFloat16));
+                let _off = Autocast::off(Device::Cpu);
+                assert!(!Autocast::is_enabled(Device::Cpu));
+                let a = tch::Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
+                assert_eq!(a.matmul(&a).kind(), Kind::Float);
+            }
+            assert!(Autocast::is_enabled(Device::Cpu));
+            assert_eq!(dtype(), scalar_type(Kind::Half), "the inner guard restored the dtype");
+        }
+        assert!(!Autocast::is_enabled(Device::Cpu));
+        assert_eq!(dtype(), before);
     }
 
     #[test]

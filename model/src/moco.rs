@@ -275,9 +275,14 @@ impl Moco {
 
 /// One direction of the loss: L2-normalised q and k, logits q·kᵀ/τ, labels = row index,
 /// cross-entropy × 2τ. (One process: the keys of this batch are all the keys.)
+///
+/// Always in fp32, autocast or not: normalisation, logits and cross-entropy of bf16 heads'
+/// outputs in bf16 would round the logits to 8 bits of mantissa (at τ = 0.2, steps of ~0.03 in
+/// a logit). The reference's fp16 autocast runs softmax/CE in fp32 too.
 pub fn contrastive(q: &Tensor, k: &Tensor, t: f64) -> Tensor {
-    let q = l2_normalize(q);
-    let k = l2_normalize(k);
+    let _fp32 = crate::amp::Autocast::off(q.device());
+    let q = l2_normalize(&q.to_kind(Kind::Float));
+    let k = l2_normalize(&k.to_kind(Kind::Float));
     let logits = q.matmul(&k.tr()) / t;
     let n = logits.size()[0];
     let labels = Tensor::arange(n, (Kind::Int64, logits.device()));
@@ -318,4 +323,31 @@ pub fn normalize_views(u8_batch: &Tensor, kind: Kind) -> (Tensor, Tensor) {
 /// One-view u8 batch `[B, S, S, 3]` → normalised `[B, 3, S, S]` of `kind`.
 pub fn normalize_images(u8_batch: &Tensor, kind: Kind) -> Tensor {
     scale_u8(u8_batch).permute([0, 3, 1, 2]).to_kind(kind).contiguous()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amp::Autocast;
+
+    #[test]
+    fn the_loss_is_fp32_under_bf16_autocast() {
+        tch::manual_seed(1);
+        let q = Tensor::randn([16, 32], (Kind::Float, Device::Cpu));
+        let k = Tensor::randn([16, 32], (Kind::Float, Device::Cpu));
+        for (q, k) in [
+            (q.shallow_clone(), k.shallow_clone()),
+            (q.to_kind(Kind::BFloat16), k.to_kind(Kind::BFloat16)),
+        ] {
+            let want = contrastive(&q.to_kind(Kind::Float), &k.to_kind(Kind::Float), 0.2);
+            let got = {
+                let _amp = Autocast::new(Device::Cpu, Kind::BFloat16);
+                let l = contrastive(&q, &k, 0.2);
+                assert!(Autocast::is_enabled(Device::Cpu), "the outer autocast comes back");
+                l
+            };
+            assert_eq!(got.kind(), Kind::Float);
+            assert_eq!(got.double_value(&[]), want.double_value(&[]), "inputs {:?}", q.kind());
+        }
+    }
 }

@@ -258,6 +258,16 @@ pub struct Trainer {
     pub step: u64,
     pub device: Device,
     first_layer: Vec<String>,
+    /// Everything the forward pass changes before the loss is known -- the momentum encoder
+    /// (its update comes before the keys, as in the reference) and every BatchNorm's running
+    /// statistics -- paired with a copy taken before each step, so that a non-finite step is
+    /// undone exactly. One copy of the momentum encoder in memory; one device copy per step.
+    guard: Vec<(Tensor, Tensor)>,
+}
+
+/// A frozen parameter (the patch embedding under `freeze_patch`): no step changes it.
+fn frozen_param(name: &str, t: &Tensor) -> bool {
+    name.starts_with("base_encoder.") && !t.requires_grad() && name.contains("patch_embed")
 }
 
 impl Trainer {
@@ -273,8 +283,18 @@ impl Trainer {
         };
         let first_layer =
             params.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(n, _)| n.clone()).collect();
+        let trainable: std::collections::HashSet<&String> = params.iter().map(|(n, _)| n).collect();
+        let guard = moco
+            .named_tensors()
+            .into_iter()
+            .filter(|(n, t)| !trainable.contains(n) && !frozen_param(n, t))
+            .map(|(_, t)| {
+                let copy = t.detach().copy();
+                (t, copy)
+            })
+            .collect();
         let opt = Optimizer::new(plan.optimizer, params);
-        Self { plan, moco, opt, step: 0, device, first_layer }
+        Self { plan, moco, opt, step: 0, device, first_layer, guard }
     }
 
     /// Which parameters the first-layer gradient norm covers.
@@ -288,7 +308,8 @@ impl Trainer {
     }
 
     /// One training step on a u8 two-view batch on the device. On a non-finite loss nothing is
-    /// applied to the online weights and the step counter does not move.
+    /// applied: the online weights, the optimizer state, the momentum encoder, the BatchNorm
+    /// statistics and the step counter are as they were before the call.
     pub fn train_step(&mut self, u8_batch: &Tensor) -> Result<StepStats, NonFinite> {
         let lr = self.plan.schedule.lr(self.step);
         let m = self.plan.schedule.momentum(self.step);
@@ -296,6 +317,11 @@ impl Trainer {
         if self.plan.config.debug_nan_at_step == self.step + 1 {
             x1 *= f64::NAN;
         }
+        tch::no_grad(|| {
+            for (live, copy) in &self.guard {
+                copy.shallow_clone().copy_(live);
+            }
+        });
         self.opt.zero_grad();
         let out = {
             let _amp = self.plan.autocast.then(|| Autocast::new(self.device, Kind::BFloat16));
@@ -303,6 +329,11 @@ impl Trainer {
         };
         let loss = out.loss.double_value(&[]);
         if !loss.is_finite() {
+            tch::no_grad(|| {
+                for (live, copy) in &self.guard {
+                    live.shallow_clone().copy_(copy);
+                }
+            });
             return Err(NonFinite { step: self.step, loss });
         }
         out.loss.backward();
@@ -341,5 +372,47 @@ impl Trainer {
         self.opt.load_state(&optim, step as i64)?;
         self.step = step;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_step_changes_nothing() {
+        let cfg = TrainConfig {
+            image_size: Some(16),
+            patch: Some(8),
+            dim: Some(16),
+            depth: Some(1),
+            heads: Some(2),
+            mlp_dim: 32,
+            out_dim: 8,
+            batch_size: 4,
+            debug_nan_at_step: 3,
+            ..TrainConfig::default()
+        };
+        let plan = cfg.plan(16, Device::Cpu).unwrap();
+        let mut t = Trainer::new(plan, Device::Cpu);
+        tch::manual_seed(7);
+        let batch = Tensor::randint(256, [4, 2, 16, 16, 3], (Kind::Uint8, Device::Cpu));
+        t.train_step(&batch).unwrap();
+        t.train_step(&batch).unwrap();
+        let before: Vec<(String, Tensor)> =
+            t.state_tensors().into_iter().map(|(n, x)| (n, x.detach().copy())).collect();
+        let err = t.train_step(&batch).unwrap_err();
+        assert_eq!((err.step, t.step), (2, 2));
+        let after = t.state_tensors();
+        assert_eq!(before.len(), after.len());
+        for ((n, a), (m, b)) in before.iter().zip(&after) {
+            assert_eq!(n, m);
+            assert!(a.equal(b), "{n} changed in the non-finite step");
+        }
+        assert!(
+            after.iter().any(|(n, _)| n.starts_with("momentum_encoder."))
+                && after.iter().any(|(n, _)| n.contains("running_mean")),
+            "the comparison covers the momentum encoder and BN statistics"
+        );
     }
 }
