@@ -80,6 +80,10 @@ pub struct TrainConfig {
     pub debug_nan_at_step: u64,
 }
 
+/// moco-v3 `main_moco.py`'s defaults for `--optimizer lars` (its ResNet recipe): lr 0.6 per 256
+/// images, weight decay 1e-6. The ViT recipe (AdamW) is this crate's default: 1.5e-4 and 0.1.
+pub const LARS_DEFAULTS: [(&str, f64); 2] = [("base_lr", 0.6), ("weight_decay", 1e-6)];
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -148,7 +152,33 @@ impl TrainConfig {
     /// The configuration from flat keys (a `--config` file's table with `--set` on top); every
     /// error names `origin` and the key (`in \`base_lr\``), unknown keys list the known ones.
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, String> {
-        toml::Value::Table(table).try_into().map_err(|e| format!("{origin}: {e}"))
+        Self::from_table_noted(table, origin).map(|(c, _)| c)
+    }
+
+    /// As [`TrainConfig::from_table`], and what was filled in for the user: choosing an
+    /// optimizer brings its reference hyperparameters ([`LARS_DEFAULTS`]) for every one of them
+    /// the table does not set. The notes say which, for the plan print.
+    pub fn from_table_noted(
+        table: toml::Table,
+        origin: &str,
+    ) -> Result<(Self, Vec<String>), String> {
+        let given: std::collections::HashSet<String> = table.keys().cloned().collect();
+        let mut c: Self =
+            toml::Value::Table(table).try_into().map_err(|e| format!("{origin}: {e}"))?;
+        let mut notes = Vec::new();
+        if c.optimizer == "lars" {
+            for (key, value) in LARS_DEFAULTS {
+                if given.contains(key) {
+                    continue;
+                }
+                match key {
+                    "base_lr" => c.base_lr = value,
+                    _ => c.weight_decay = value,
+                }
+                notes.push(format!("{key} = {value} (moco-v3's LARS default; set it to override)"));
+            }
+        }
+        Ok((c, notes))
     }
 
     /// Resolves the configuration for `train_images` images per epoch on `device`.
@@ -378,6 +408,21 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lars_brings_its_own_defaults_unless_they_are_set() {
+        let table = |text: &str| toml::from_str::<toml::Table>(text).unwrap();
+        let (c, notes) =
+            TrainConfig::from_table_noted(table(r#"optimizer = "lars""#), "t").unwrap();
+        assert_eq!((c.base_lr, c.weight_decay, notes.len()), (0.6, 1e-6, 2), "{notes:?}");
+        assert!(notes[0].contains("base_lr = 0.6"), "{notes:?}");
+        let (c, notes) =
+            TrainConfig::from_table_noted(table("optimizer = \"lars\"\nbase_lr = 0.3"), "t")
+                .unwrap();
+        assert_eq!((c.base_lr, c.weight_decay, notes.len()), (0.3, 1e-6, 1));
+        let (c, notes) = TrainConfig::from_table_noted(table(""), "t").unwrap();
+        assert_eq!((c.base_lr, c.weight_decay, notes.len()), (1.5e-4, 0.1, 0));
+    }
 
     #[test]
     fn a_non_finite_step_changes_nothing() {

@@ -97,7 +97,12 @@ fn parse_set(kv: &str) -> anyhow::Result<(String, toml::Value)> {
 }
 
 fn config_from(table: toml::Table, origin: &str) -> anyhow::Result<TrainConfig> {
-    TrainConfig::from_table(table, origin).map_err(anyhow::Error::msg)
+    let (config, notes) =
+        TrainConfig::from_table_noted(table, origin).map_err(anyhow::Error::msg)?;
+    for n in notes {
+        eprintln!("train: optimizer {}: {n}", config.optimizer);
+    }
+    Ok(config)
 }
 
 /// What the command line gives: the --config file's keys, then --preset, then each --set.
