@@ -9,7 +9,7 @@ use twoview_model::amp::EvalPrecision;
 use twoview_model::checkpoint;
 use twoview_model::knn::{KnnParams, Labeled};
 use twoview_model::moco::Moco;
-use twoview_model::probe::{ProbeConfig, linear_probe};
+use twoview_model::probe::{ProbeConfig, ProbeProtocol, linear_probe};
 use twoview_model::train::Plan;
 use twoview_pipeline::formats::ShardSet;
 use twoview_pipeline::loader::eval::spread_rows;
@@ -20,7 +20,7 @@ use crate::features::features;
 pub enum Command {
     /// Weighted k-NN top-1/top-5 of frozen features (class token after the final norm).
     Knn(KnnArgs),
-    /// Linear probe on frozen features (cached once): BN without affine + linear, SGD, cosine.
+    /// Linear probe on frozen features (cached once): moco-v3's (default) or MAE's BN head.
     Linear(LinearArgs),
 }
 
@@ -66,6 +66,10 @@ pub struct LinearArgs {
     /// lr = base_lr × batch / 256 (MoCo v3's ViT probe: 3).
     #[arg(long, default_value_t = 3.0)]
     base_lr: f64,
+    /// mocov3: moco-v3's main_lincls.py (a linear layer, cosine per epoch); bn-linear: MAE's
+    /// head (BatchNorm without affine + linear), cosine per iteration.
+    #[arg(long, default_value = "mocov3")]
+    protocol: ProbeProtocol,
 }
 
 #[derive(clap::Args)]
@@ -168,6 +172,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 features(&o.moco, o.autocast, &o.train, rows(&o.train, a.src.train_limit))?;
             let (vf, vl) = features(&o.moco, o.autocast, &o.val, rows(&o.val, a.src.val_limit))?;
             let cfg = ProbeConfig {
+                protocol: a.protocol,
                 epochs: a.epochs,
                 batch: a.batch,
                 base_lr: a.base_lr,
@@ -180,9 +185,10 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                 cfg,
             );
             eprintln!(
-                "eval linear: {} ({}), {} epochs over {} cached train features",
+                "eval linear: {} ({}), {} probe, {} epochs over {} cached train features",
                 o.dir.display(),
                 o.what,
+                a.protocol.name(),
                 a.epochs,
                 tf.size()[0]
             );
@@ -192,6 +198,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
                     "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
                     "top1": r.top1, "top5": r.top5, "epochs": a.epochs,
                     "train_images": tf.size()[0], "val_images": r.n, "precision": o.precision,
+                    "protocol": a.protocol.name(),
                 })
             );
             Ok(ExitCode::SUCCESS)
