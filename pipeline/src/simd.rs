@@ -128,11 +128,16 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// `x as i32` for an `x` the caller knows to be finite and inside i32's range. Plain truncation
-/// (`cvttps2dq`) vectorises; Rust's saturating `as` does not always.
+/// `x as i32` without the saturation: plain truncation (`cvttps2dq`) vectorises; Rust's
+/// saturating `as` does not always.
+///
+/// # Safety
+///
+/// `x` must be finite and its truncation must fit in an `i32` (|x| < 2^31): anything else is
+/// undefined behaviour (`f32::to_int_unchecked`). Checked in debug builds.
 #[inline(always)]
-pub(crate) fn trunc_i32(x: f32) -> i32 {
+pub(crate) unsafe fn trunc_i32(x: f32) -> i32 {
     debug_assert!(x.is_finite() && x.abs() < 2.0e9, "{x} out of range");
-    // SAFETY: finite and within i32 (the callers clamp or bound their values; checked in debug).
+    // SAFETY: the caller's contract, above.
     unsafe { x.to_int_unchecked() }
 }

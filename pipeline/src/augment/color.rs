@@ -14,10 +14,23 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 }
 
 /// PIL's `ImagingBlend` for one byte: `in1 + alpha * (in2 - in1)` in f32, clamped to [0, 255]
-/// and truncated. Branch-free so that the loops around it vectorise.
+/// and truncated. Branch-free so that the loops around it vectorise. `alpha` is finite (every
+/// public entry point checks it, [`finite_factor`]).
 #[inline(always)]
 fn blend(in1: f32, in2: f32, alpha: f32) -> u8 {
-    simd::trunc_i32((in1 + alpha * (in2 - in1)).clamp(0.0, 255.0)) as u8
+    // SAFETY: in1 and in2 are bytes (finite) and alpha is finite, so the blend is a number or
+    // ±inf, never NaN (that needs inf · 0 or a NaN operand); the clamp brings it into [0, 255].
+    unsafe { simd::trunc_i32((in1 + alpha * (in2 - in1)).clamp(0.0, 255.0)) as u8 }
+}
+
+/// The blend factor of a public op, refused unless finite (a NaN would survive the clamp).
+///
+/// # Panics
+///
+/// On a NaN or infinite factor (recipes are validated to finite, bounded strengths first).
+fn finite_factor(op: &str, factor: f32) -> f32 {
+    assert!(factor.is_finite(), "{op}: factor {factor} is not finite");
+    factor
 }
 
 #[inline(always)]
@@ -29,8 +42,12 @@ fn blend_with_constant_generic(data: &mut [u8], base: f32, factor: f32) {
 simd::multiversion!(fn blend_with_constant(data: &mut [u8], base: f32, factor: f32) = blend_with_constant_generic;);
 
 /// torchvision `adjust_brightness` on PIL: blend with black.
+///
+/// # Panics
+///
+/// On a NaN or infinite `factor`.
 pub fn adjust_brightness(img: &mut RgbMut<'_>, factor: f32) {
-    blend_with_constant(img.data(), 0.0, factor);
+    blend_with_constant(img.data(), 0.0, finite_factor("adjust_brightness", factor));
 }
 
 #[inline(always)]
@@ -44,7 +61,12 @@ fn luma_sum_generic(data: &[u8], sum: &mut u64) {
 simd::multiversion!(fn luma_sum(data: &[u8], sum: &mut u64) = luma_sum_generic;);
 
 /// torchvision `adjust_contrast` on PIL: blend with the mean luma, rounded to an integer.
+///
+/// # Panics
+///
+/// On a NaN or infinite `factor`.
 pub fn adjust_contrast(img: &mut RgbMut<'_>, factor: f32) {
+    let factor = finite_factor("adjust_contrast", factor);
     let data = img.data();
     let mut sum = 0;
     luma_sum(data, &mut sum);
@@ -64,8 +86,12 @@ fn saturation_generic(data: &mut [u8], factor: f32) {
 simd::multiversion!(fn saturation(data: &mut [u8], factor: f32) = saturation_generic;);
 
 /// torchvision `adjust_saturation` on PIL (`ImageEnhance.Color`): blend with the pixel's luma.
+///
+/// # Panics
+///
+/// On a NaN or infinite `factor`.
 pub fn adjust_saturation(img: &mut RgbMut<'_>, factor: f32) {
-    saturation(img.data(), factor);
+    saturation(img.data(), finite_factor("adjust_saturation", factor));
 }
 
 /// PIL's `rgb2hsv` for one pixel (Convert.c, after colorsys), H, S, V in 0..=255. The plain
@@ -131,7 +157,8 @@ const BLOCK: usize = 64;
 #[inline(always)]
 fn hue_sector(h: i32) -> (i32, f32) {
     let six = h as f32 * 6.0;
-    let i = simd::trunc_i32((six + 0.5) * (1.0 / 255.0));
+    // SAFETY: h is a byte (0..=255, the callers pass H of a pixel), so the value is in [0, 7).
+    let i = unsafe { simd::trunc_i32((six + 0.5) * (1.0 / 255.0)) };
     (i, (six - 255.0 * i as f32) / 255.0)
 }
 
@@ -147,7 +174,8 @@ fn unit_byte(x: i32) -> f32 {
 /// test covers every (h, s, v)).
 #[inline(always)]
 fn round_half_up(x: f32) -> f32 {
-    simd::trunc_i32(x + 0.5) as f32
+    // SAFETY: the callers pass products of bytes and unit fractions, in [0, 256).
+    unsafe { simd::trunc_i32(x + 0.5) as f32 }
 }
 
 #[inline(always)]
@@ -207,7 +235,8 @@ fn rgb_lanes_to_hsv(rv: f32, gv: f32, bv: f32) -> (i32, i32, f32) {
     let sixth = h / 6.0;
     let h = if sixth < 0.0 { sixth + 1.0 } else { sixth };
     // h in [0, 1) and s in [0, 1]: both products are in [0, 255].
-    (simd::trunc_i32(h * 255.0), simd::trunc_i32(s * 255.0), maxc)
+    // SAFETY: finite and in [0, 255], as just said.
+    unsafe { (simd::trunc_i32(h * 255.0), simd::trunc_i32(s * 255.0), maxc) }
 }
 
 /// [`hsv_to_rgb`] for one pixel (H and S as integers 0..=255, V whole in [0, 255]), branch-free.
@@ -271,7 +300,9 @@ fn hue_generic(data: &mut [u8], shift: u8) {
         }
         // A partial last block computes on stale lanes; only its own pixels are written back.
         hue_block(&mut r, &mut g, &mut b, i32::from(shift));
-        let byte = |x: f32| simd::trunc_i32(x) as u8; // whole numbers in [0, 255]
+        // SAFETY: hue_block leaves whole numbers in [0, 255] in every lane (stale lanes of a
+        // partial block hold values from the previous block or zeros, also in range).
+        let byte = |x: f32| unsafe { simd::trunc_i32(x) } as u8;
         for (p, ((r, g), b)) in chunk.chunks_exact_mut(3).zip(r.iter().zip(g.iter()).zip(b.iter()))
         {
             p.copy_from_slice(&[byte(*r), byte(*g), byte(*b)]);

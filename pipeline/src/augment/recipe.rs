@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 use super::{BlurMethod, ColorJitter, GaussianBlur, RandomResizedCrop};
 use crate::Error;
 
+/// Largest brightness/contrast/saturation strength a recipe may give (torchvision has no
+/// bound; a factor must stay finite in f32).
+pub const MAX_STRENGTH: f64 = 1e6;
+
+/// Largest blur sigma, in pixels (a true Gaussian's kernel is 6 sigma wide; 1000 px blurs any
+/// view flat).
+pub const MAX_SIGMA: f64 = 1000.0;
+
 /// Most steps one view may have (the log of a view is a fixed array of this size).
 pub const MAX_STEPS: usize = 8;
 
@@ -284,10 +292,12 @@ impl Recipe {
                             ("hue", j.hue),
                         ];
                         for (name, x) in strengths {
-                            if !(x >= 0.0 && x.is_finite()) || (name == "hue" && x > 0.5) {
+                            // Factors are drawn in f64 and applied in f32: bounded, so that
+                            // none becomes infinite there.
+                            let max = if name == "hue" { 0.5 } else { MAX_STRENGTH };
+                            if !(0.0..=max).contains(&x) {
                                 return bad(format!(
-                                    "{v}.steps[{i}].op.{name} = {x} must be >= 0{}",
-                                    if name == "hue" { " and <= 0.5" } else { "" }
+                                    "{v}.steps[{i}].op.{name} = {x} must be in [0, {max}]"
                                 ));
                             }
                         }
@@ -295,10 +305,10 @@ impl Recipe {
                     Op::GaussianBlur(b)
                         if !(0.0 <= b.sigma.0
                             && b.sigma.0 <= b.sigma.1
-                            && b.sigma.1.is_finite()) =>
+                            && b.sigma.1 <= MAX_SIGMA) =>
                     {
                         return bad(format!(
-                            "{v}.steps[{i}].op.sigma {:?} must satisfy 0 <= lo <= hi",
+                            "{v}.steps[{i}].op.sigma {:?} must satisfy 0 <= lo <= hi <= {MAX_SIGMA}",
                             b.sigma
                         ));
                     }

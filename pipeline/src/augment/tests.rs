@@ -240,3 +240,39 @@ fn every_simd_level_gives_the_baseline_bytes() {
     assert_eq!(levels.iter().max(), Some(&crate::simd::level()), "{levels:?}");
     assert_eq!(levels.iter().min(), Some(&crate::simd::Level::Baseline), "{levels:?}");
 }
+
+#[test]
+fn hostile_recipes_are_refused_naming_the_field_and_ops_refuse_non_finite_factors() {
+    let jitter_with = |f: &dyn Fn(&mut ColorJitter)| {
+        let mut r = Recipe::mocov3_vit();
+        if let Op::ColorJitter(j) = &mut r.view1.steps[0].op {
+            f(j);
+        }
+        r.validate().map_err(|e| e.to_string())
+    };
+    for (field, bad) in
+        [("brightness", f64::INFINITY), ("contrast", 1e300), ("saturation", f64::NAN)]
+    {
+        let e = jitter_with(&|j| match field {
+            "brightness" => j.brightness = bad,
+            "contrast" => j.contrast = bad,
+            _ => j.saturation = bad,
+        })
+        .unwrap_err();
+        assert!(e.contains(&format!("view1.steps[0].op.{field}")), "{e}");
+    }
+    let mut r = Recipe::mocov3_vit();
+    let blur = r.view1.steps.iter_mut().find(|s| matches!(s.op, Op::GaussianBlur(_))).unwrap();
+    blur.op =
+        Op::GaussianBlur(GaussianBlur { sigma: (0.1, f64::INFINITY), method: BlurMethod::PilBox });
+    let e = r.validate().unwrap_err().to_string();
+    assert!(e.contains(".op.sigma"), "{e}");
+    // The ops themselves: a non-finite factor is a panic naming it, never undefined behaviour.
+    let mut px = vec![10u8; 4 * 4 * 3];
+    for f in [f32::NAN, f32::INFINITY] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            adjust_brightness(&mut RgbMut::try_new(&mut px, 4, 4).unwrap(), f)
+        }));
+        assert!(r.is_err(), "factor {f}");
+    }
+}
