@@ -3,7 +3,6 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -196,10 +195,15 @@ impl Shard {
 
 /// An Arrow [`Buffer`] over the whole map, keeping the map alive as long as any array does.
 fn mmap_buffer(map: &Arc<memmap2::Mmap>) -> Buffer {
-    let ptr = NonNull::new(map.as_ptr() as *mut u8).unwrap_or(NonNull::dangling());
-    // SAFETY: `ptr..ptr+len` is the mapped file, valid and immutable for as long as the map
-    // lives; the buffer owns a clone of the `Arc`, so the map outlives every array made from it.
-    unsafe { Buffer::from_custom_allocation(ptr, map.len(), map.clone()) }
+    /// The map as an owner of bytes: `Bytes::from_owner` keeps it alive as long as any buffer
+    /// (and so any array) made from it, without copying and without unsafe code here.
+    struct Owner(Arc<memmap2::Mmap>);
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    Buffer::from(bytes::Bytes::from_owner(Owner(map.clone())))
 }
 
 /// Decodes one block after checking it lies inside the data region (arrow panics on slices out

@@ -159,7 +159,10 @@ struct PinnedAlloc {
     held: Mutex<std::collections::HashMap<usize, Tensor>>,
 }
 
-impl BatchAlloc for PinnedAlloc {
+// SAFETY: each buffer is the data of a pinned u8 tensor of `bytes + ALIGN` bytes, started at
+// its first ALIGN-aligned byte (so `bytes` remain), kept alive in `held` -- and used by nothing
+// else -- until `free` removes it.
+unsafe impl BatchAlloc for PinnedAlloc {
     fn alloc(&self, bytes: usize) -> Option<NonNull<u8>> {
         let t = Tensor::f_empty([(bytes + ALIGN) as i64], (Kind::Uint8, Device::Cpu))
             .and_then(|t| t.f_pin_memory(self.device))

@@ -9,7 +9,15 @@ use std::sync::Arc;
 pub const ALIGN: usize = 64;
 
 /// Allocates and frees batch buffers. Implement it to supply pinned (page-locked) memory.
-pub trait BatchAlloc: Send + Sync {
+///
+/// # Safety
+///
+/// As `GlobalAlloc`'s contract, for this trait's two calls: a `Some(ptr)` from `alloc(bytes)`
+/// must point to at least `bytes` bytes, aligned to at least [`ALIGN`] (checked), valid for
+/// reads and writes from any thread, not used by anything else, and staying valid until it is
+/// passed to `free` (with the same `bytes`). The memory need not be initialised
+/// ([`BatchBuffer`] zeroes it). `free` must accept every pointer `alloc` returned, once.
+pub unsafe trait BatchAlloc: Send + Sync {
     /// `bytes` bytes aligned to at least [`ALIGN`]; `None` if out of memory.
     fn alloc(&self, bytes: usize) -> Option<NonNull<u8>>;
     /// Frees what `alloc` returned for the same `bytes`.
@@ -19,15 +27,17 @@ pub trait BatchAlloc: Send + Sync {
     unsafe fn free(&self, ptr: NonNull<u8>, bytes: usize);
 }
 
-/// The default: the global allocator, zeroed, 64-byte aligned.
+/// The default: the global allocator, 64-byte aligned.
 #[derive(Debug, Default)]
 pub struct HeapAlloc;
 
-impl BatchAlloc for HeapAlloc {
+// SAFETY: the global allocator's block of `bytes` (at least 1) with ALIGN alignment, owned by
+// the caller until `free` returns it with the same layout.
+unsafe impl BatchAlloc for HeapAlloc {
     fn alloc(&self, bytes: usize) -> Option<NonNull<u8>> {
         let layout = Layout::from_size_align(bytes.max(1), ALIGN).ok()?;
         // SAFETY: the layout has non-zero size.
-        NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+        NonNull::new(unsafe { std::alloc::alloc(layout) })
     }
 
     unsafe fn free(&self, ptr: NonNull<u8>, bytes: usize) {
@@ -50,7 +60,7 @@ unsafe impl Send for BatchBuffer {}
 unsafe impl Sync for BatchBuffer {}
 
 impl BatchBuffer {
-    /// Allocates `len` bytes from `alloc`.
+    /// Allocates `len` bytes from `alloc`, zeroed.
     pub fn new(len: usize, alloc: Arc<dyn BatchAlloc>) -> Option<Self> {
         let ptr = alloc.alloc(len)?;
         assert_eq!(
@@ -58,12 +68,16 @@ impl BatchBuffer {
             0,
             "BatchAlloc returned memory aligned below {ALIGN}"
         );
+        // SAFETY: `BatchAlloc`'s contract: `len` writable bytes, ours alone. Zeroing makes
+        // them initialised whatever the allocator gave (pinned memory is not).
+        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
         Some(Self { ptr, len, alloc })
     }
 
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` holds `len` initialised bytes (zeroed or written) owned by self.
+        // SAFETY: `ptr` holds `len` initialised bytes (zeroed in `new`, or written) owned by
+        // self (`BatchAlloc`'s contract).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
