@@ -64,6 +64,14 @@ pub enum Error {
         /// The first difference.
         reason: String,
     },
+    /// A folder another live process holds (`DIR/.lock`).
+    #[error("{path} is in use by another {holder}; wait for it to finish or stop it")]
+    Locked {
+        /// The folder.
+        path: PathBuf,
+        /// Who holds it, e.g. "trainer (pid 1234)".
+        holder: String,
+    },
     /// A row index past the end of a shard set.
     #[error("row {index} is out of range: the set has {rows} rows")]
     RowOutOfRange {

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod lock;
 mod manifest;
 mod reader;
 mod schema;
@@ -33,6 +34,7 @@ mod writer;
 
 pub use arrow_buffer::Buffer;
 pub use error::Error;
+pub use lock::{DirLock, lock_dir};
 pub use manifest::{MANIFEST_FILE, Manifest, ShardInfo, Skipped, SplitManifest};
 pub use reader::{Shard, file_checksum};
 pub use schema::{Encoding, FORMAT_VERSION, FORMAT_VERSION_KEY, column, shard_schema};

@@ -223,3 +223,18 @@ fn sets_with_other_classes_are_refused_and_shard_names_stay_in_the_folder() {
         assert!(e.contains("manifest.json") && e.contains("not a plain"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_locked_folder_is_refused_naming_the_holder_and_freed_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let held = lock_dir(&run, "trainer").unwrap();
+    let e = lock_dir(&run, "trainer").unwrap_err().to_string();
+    assert!(
+        e.contains(&run.display().to_string())
+            && e.contains(&format!("trainer (pid {})", std::process::id())),
+        "{e}"
+    );
+    drop(held);
+    lock_dir(&run, "trainer").expect("free again after drop");
+}

@@ -321,6 +321,9 @@ fn describe(plan: &Plan, device: Device) -> String {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let device = twoview_model::device::init(&args.device)?;
+    // One trainer per run folder: taken before anything in it is touched (a live trainer's
+    // checkpoint temporaries must not be cleaned by a second one); held until the run ends.
+    let _lock = twoview_formats::lock_dir(&args.out, "trainer")?;
     let ckpt_root = args.out.join("checkpoints");
     checkpoint::clean_temporaries(&ckpt_root);
     let latest = checkpoint::latest(&ckpt_root)?;

@@ -174,3 +174,20 @@ fn configuration_mistakes_are_named() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(losses(&out).iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2, 3]);
 }
+
+#[test]
+fn a_second_trainer_on_the_same_run_folder_is_refused() {
+    let base = scratch("train_lock");
+    let shards = shards(&base);
+    let out = base.join("run");
+    // This test process plays the live trainer: it holds RUN_DIR/.lock as train does.
+    let held = twoview_formats::lock_dir(&out, "trainer").unwrap();
+    let o = run(&mut train_cmd(&shards, &out, &["max_steps=1"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is in use by another trainer (pid"), "{err}");
+    assert!(!out.join("checkpoints").exists(), "nothing was written by the refused trainer");
+    drop(held);
+    let o = run(&mut train_cmd(&shards, &out, &["max_steps=1"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
