@@ -78,6 +78,9 @@ pub struct TrainConfig {
     /// Test hook: make the input of this step (1-based) NaN, to exercise the non-finite-loss
     /// path (0 = off).
     pub debug_nan_at_step: u64,
+    /// A shard row that cannot be decoded: `fail` (stop, naming shard and row) or `replace`
+    /// (use the next good row in its place, deterministically, and count it in the metrics).
+    pub on_bad_row: String,
 }
 
 /// moco-v3 `main_moco.py`'s defaults for `--optimizer lars` (its ResNet recipe): lr 0.6 per 256
@@ -130,6 +133,7 @@ impl Default for TrainConfig {
             knn_val_limit: 0,
             spike_factor: 10.0,
             debug_nan_at_step: 0,
+            on_bad_row: "fail".to_owned(),
         }
     }
 }
@@ -233,6 +237,9 @@ impl TrainConfig {
             },
             o => return Err(format!("unknown optimizer {o:?}; adamw or lars")),
         };
+        if !matches!(self.on_bad_row.as_str(), "fail" | "replace") {
+            return Err(format!("unknown on_bad_row {:?}; fail or replace", self.on_bad_row));
+        }
         let autocast = match self.amp.as_str() {
             "off" => false,
             "bf16" => device.is_cuda() || self.amp_on_cpu,

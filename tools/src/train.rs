@@ -19,7 +19,9 @@ use twoview_model::train::{Plan, TrainConfig, Trainer};
 use twoview_pipeline::augment::Recipe;
 use twoview_pipeline::formats::ShardSet;
 use twoview_pipeline::loader::eval::spread_rows;
-use twoview_pipeline::loader::{ALIGN, Batch, BatchAlloc, Cursor, HeapAlloc, Loader, LoaderConfig};
+use twoview_pipeline::loader::{
+    ALIGN, BadRowPolicy, Batch, BatchAlloc, Cursor, HeapAlloc, Loader, LoaderConfig,
+};
 
 use crate::progress::Progress;
 
@@ -30,8 +32,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Keys `--set` may change on `--resume`; the others define the method and are fixed by the
 /// run's first start.
-const RUN_KEYS: [&str; 12] = [
+const RUN_KEYS: [&str; 13] = [
     "max_steps",
+    "on_bad_row",
     "threads",
     "prefetch",
     "torch_threads",
@@ -427,6 +430,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         lc.threads = plan.config.threads;
     }
     lc.prefetch = plan.config.prefetch.max(1);
+    if plan.config.on_bad_row == "replace" {
+        lc.on_bad_row = BadRowPolicy::Replace;
+    }
     let alloc: Arc<dyn BatchAlloc> = if device.is_cuda() {
         Arc::new(PinnedAlloc { device, held: Mutex::new(Default::default()) })
     } else {
@@ -512,6 +518,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 "loss": stats.loss, "lr": stats.lr, "momentum": stats.momentum,
                 "grad_norm": stats.grad_norm, "grad_norm_first": stats.grad_norm_first,
                 "img_per_s": img_s, "data_wait": data_wait, "spike": spike,
+                "replaced_rows": loader.stats().replaced,
                 "elapsed_s": t0.elapsed().as_secs_f64(),
             }))?;
             progress.update(

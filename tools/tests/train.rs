@@ -191,3 +191,49 @@ fn a_second_trainer_on_the_same_run_folder_is_refused() {
     let o = run(&mut train_cmd(&shards, &out, &["max_steps=1"]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn a_damaged_row_stops_the_run_naming_it_or_is_replaced_and_counted() {
+    let base = scratch("train_bad_row");
+    shards(&base); // the images
+    let jpeg = base.join("jpeg-shards");
+    let st = twoview()
+        .args(["prep-shards", base.join("images").to_str().unwrap(), "--out"])
+        .args([jpeg.to_str().unwrap(), "--short-side", "36", "--encoding", "jpeg"])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    // Damage one row: its JPEG's first quantization-table marker becomes one libjpeg refuses.
+    // The shard still opens (rows are checked, not decoded), the loader meets the row when it
+    // decodes it.
+    let shard = std::fs::read_dir(&jpeg)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "arrow"))
+        .unwrap();
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let soi = bytes.windows(3).position(|w| w == [0xFF, 0xD8, 0xFF]).unwrap();
+    let dqt = soi + bytes[soi..].windows(2).position(|w| w == [0xFF, 0xDB]).unwrap();
+    bytes[dqt + 1] = 0x02;
+    std::fs::write(&shard, bytes).unwrap();
+
+    let o = run(&mut train_cmd(&jpeg, &base.join("fail"), &["max_steps=6", "checkpoint_every=0"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(shard.file_name().unwrap().to_str().unwrap()) && err.contains("row 0"),
+        "{err}"
+    );
+
+    let out = base.join("replace");
+    let extra = ["max_steps=6", "checkpoint_every=0", "on_bad_row=replace"];
+    let o = run(&mut train_cmd(&jpeg, &out, &extra));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let last: serde_json::Value = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|v| v["kind"] == "train")
+        .unwrap();
+    assert_eq!(last["replaced_rows"], 1, "{last}");
+}
