@@ -247,8 +247,9 @@ impl Moco {
     /// the momentum update with `m` and the keys, then the symmetrised loss.
     pub fn forward(&self, x1: &Tensor, x2: &Tensor, m: f64) -> Output {
         let b = x1.size()[0];
-        // The backbone has no batch coupling: one pass over both views; the heads see each
-        // view alone, as two calls of the reference do.
+        // DEVIATION: one backbone pass over both views (the reference calls it per view); the
+        // backbone has no batch coupling, and the heads see each view alone, as two calls of
+        // the reference do (docs/deviations.md #2; BN without sync, one process: #3).
         let both = Tensor::cat(&[x1, x2], 0);
         let feats = self.base.vit.forward(&both);
         let q1 =
@@ -279,6 +280,7 @@ impl Moco {
 /// Always in fp32, autocast or not: normalisation, logits and cross-entropy of bf16 heads'
 /// outputs in bf16 would round the logits to 8 bits of mantissa (at τ = 0.2, steps of ~0.03 in
 /// a logit). The reference's fp16 autocast runs softmax/CE in fp32 too.
+// DEVIATION: the batch's own keys, not all-gathered (one process; docs/deviations.md #4).
 pub fn contrastive(q: &Tensor, k: &Tensor, t: f64) -> Tensor {
     let _fp32 = crate::amp::Autocast::off(q.device());
     let q = l2_normalize(&q.to_kind(Kind::Float));

@@ -85,6 +85,8 @@ impl ProbeConfig {
 }
 
 /// Top-1/top-5 on `val` of a linear classifier trained on `train` (`KnnResult` with k = 0).
+// DEVIATION: on features cached once from centre views, not re-augmented per epoch
+// (docs/deviations.md #5).
 pub fn linear_probe(
     train: Labeled<'_>,
     val: Labeled<'_>,

@@ -87,6 +87,8 @@ pub struct TrainConfig {
 /// images, weight decay 1e-6. The ViT recipe (AdamW) is this crate's default: 1.5e-4 and 0.1.
 pub const LARS_DEFAULTS: [(&str, f64); 2] = [("base_lr", 0.6), ("weight_decay", 1e-6)];
 
+// DEVIATION: batch 256 and AdamW (the ViT recipe) by default, not 4096 and LARS
+// (docs/deviations.md #8).
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -361,11 +363,14 @@ impl Trainer {
         });
         self.opt.zero_grad();
         let out = {
+            // DEVIATION: bf16 autocast without a GradScaler (moco-v3: fp16 + GradScaler);
+            // docs/deviations.md #1.
             let _amp = self.plan.autocast.then(|| Autocast::new(self.device, Kind::BFloat16));
             self.moco.forward(&x1, &x2, m)
         };
         let loss = out.loss.double_value(&[]);
         if !loss.is_finite() {
+            // DEVIATION: the reference trains on; we stop and undo the step (deviations #7).
             tch::no_grad(|| {
                 for (live, copy) in &self.guard {
                     live.shallow_clone().copy_(copy);

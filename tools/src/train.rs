@@ -398,6 +398,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let mut metrics = Metrics::open(&args.out.join("metrics.jsonl"), start_step)?;
 
+    // DEVIATION: k-NN monitoring on a val split, which moco-v3 does not have (deviations #9).
     let val_dir = args.val_shards.clone().unwrap_or_else(|| args.shards.clone());
     let knn_data = match ShardSet::open(&val_dir, "val") {
         Ok(val) => Some(KnnData {

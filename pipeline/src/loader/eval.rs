@@ -10,6 +10,8 @@ use crate::augment::{CropBox, CropResizer};
 use crate::decode::{DecodeOptions, Decoder};
 use crate::{Error, RgbMut, RgbRef};
 
+// DEVIATION: the window of Resize + CenterCrop resampled once, not resized then cropped
+// (docs/deviations.md #6).
 /// The centre crop that resize-short-side-to-`size / 0.875` then centre-crop-`size` selects,
 /// in source pixels: a square of 87.5 % of the short side, centred (offsets rounded half
 /// away from zero).
