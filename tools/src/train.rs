@@ -86,6 +86,53 @@ pub struct Args {
     /// Augmentation recipe: a preset (mocov3_vit, mocov3_resnet, byol, simclr) or a TOML file.
     #[arg(long, default_value = "mocov3_vit")]
     recipe: String,
+    /// --resume with other shards than the run's (another manifest or row count): steps per
+    /// epoch, the lr/momentum schedules and the data order then change under the run.
+    #[arg(long)]
+    allow_data_change: bool,
+    /// --resume with another augmentation recipe than the run's.
+    #[arg(long)]
+    allow_recipe_change: bool,
+}
+
+/// What a run was trained on, saved in every checkpoint and compared on --resume.
+fn data_identity(shards: &Path, rows: u64) -> anyhow::Result<serde_json::Value> {
+    let manifest = twoview_formats::Manifest::path_in(shards);
+    Ok(serde_json::json!({
+        "manifest_checksum": twoview_formats::file_checksum(&manifest)?,
+        "train_rows": rows,
+    }))
+}
+
+/// Refuses a resume on other shards or another recipe than the checkpoint's, unless allowed.
+fn check_resume_inputs(
+    state: &serde_json::Value,
+    data: &serde_json::Value,
+    recipe: &serde_json::Value,
+    args: &Args,
+) -> anyhow::Result<()> {
+    match state.get("data") {
+        Some(saved) if saved != data && !args.allow_data_change => bail!(
+            "--resume: {} are not the shards this run trained on (checkpoint: {saved}; now: \
+             {data}); steps per epoch, the lr and momentum schedules and the data order depend \
+             on them. Use the run's shards, or pass --allow-data-change to continue anyway",
+            args.shards.display()
+        ),
+        Some(saved) if saved != data => {
+            eprintln!("train: warning: --allow-data-change: the shards differ from the run's")
+        }
+        Some(_) => {}
+        None => eprintln!("train: warning: the checkpoint records no data identity (older run)"),
+    }
+    match state.get("recipe") {
+        Some(saved) if saved != recipe && !args.allow_recipe_change => bail!(
+            "--resume: recipe {:?} is not the one this run trained with ({}); pass the run's \
+             --recipe, or --allow-recipe-change to continue anyway",
+            args.recipe,
+            saved.get("name").and_then(|n| n.as_str()).unwrap_or("?")
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn parse_set(kv: &str) -> anyhow::Result<(String, toml::Value)> {
@@ -361,11 +408,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let plan = config.plan(train_set.len(), device).map_err(anyhow::Error::msg)?;
     let size = plan.moco.vit.image_size;
     let recipe = Recipe::preset_or_file(&args.recipe)?;
+    let recipe_json = serde_json::to_value(&recipe)?;
+    let data = data_identity(&args.shards, train_set.len())?;
+    if let Some(l) = &resumed {
+        check_resume_inputs(&l.state, &data, &recipe_json, args)?;
+    }
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let plan_json = serde_json::json!({ "config": plan.config, "plan": plan, "recipe": recipe.name,
-        "shards": args.shards, "device": args.device });
-    fs::write(args.out.join("plan.json"), serde_json::to_string_pretty(&plan_json)? + "\n")?;
+        "shards": args.shards, "device": args.device, "data": data });
+    twoview_formats::write_atomic(
+        &args.out.join("plan.json"),
+        (serde_json::to_string_pretty(&plan_json)? + "\n").as_bytes(),
+    )?;
     eprintln!("train: {}", describe(&plan, device));
 
     let mut trainer = Trainer::new(plan.clone(), device);
@@ -446,6 +501,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let state = serde_json::json!({
             "step": trainer.step, "cursor": cursor, "plan": trainer.plan,
             "optimizer_steps": trainer.opt.steps, "seed": trainer.plan.config.seed,
+            "data": data, "recipe": recipe_json,
             "note": "no random op runs after init: the loader's augmentation is seeded by (seed, epoch, row, view)",
         });
         Ok(checkpoint::save(

@@ -237,3 +237,38 @@ fn a_damaged_row_stops_the_run_naming_it_or_is_replaced_and_counted() {
         .unwrap();
     assert_eq!(last["replaced_rows"], 1, "{last}");
 }
+
+#[test]
+fn resume_refuses_other_shards_or_another_recipe_unless_allowed() {
+    let base = scratch("train_resume_inputs");
+    let shards = shards(&base);
+    let out = base.join("run");
+    let o = run(&mut train_cmd(&shards, &out, &["max_steps=4"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Other shards: the same images at another size (another manifest).
+    let other = base.join("other-shards");
+    let st = twoview()
+        .args(["prep-shards", base.join("images").to_str().unwrap(), "--out"])
+        .args([other.to_str().unwrap(), "--short-side", "40"])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let o = run(train_cmd(&other, &out, &["max_steps=6"]).arg("--resume"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("are not the shards this run trained on") && err.contains("other-shards"),
+        "{err}"
+    );
+    let o = run(train_cmd(&shards, &out, &["max_steps=6"]).args(["--resume", "--recipe", "byol"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("recipe \"byol\" is not the one this run trained with (mocov3_vit)"),
+        "{err}"
+    );
+    let o =
+        run(train_cmd(&other, &out, &["max_steps=6"]).args(["--resume", "--allow-data-change"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-data-change"));
+}
