@@ -22,31 +22,7 @@ use twoview_pipeline::decode::{DecodeOptions, Decoder};
 use twoview_pipeline::prep::{self, PrepOptions, SplitSelection, StoreEncoding};
 use twoview_pipeline::resize::Fit;
 
-use crate::support;
-
-/// splitmix64: the mutations' randomness, one stream per input.
-struct Mix(u64);
-
-impl Mix {
-    fn for_input(seed: u64, i: u64) -> Self {
-        let mut m = Self(seed ^ i.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        m.next();
-        m
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
+use crate::support::{self, Mix};
 
 fn seconds() -> Duration {
     let s = std::env::var("TWOVIEW_FUZZ_SECONDS").ok().and_then(|v| v.parse::<f64>().ok());

@@ -12,23 +12,7 @@ use twoview_formats::ShardSet;
 use twoview_pipeline::prep::{self, PrepOptions, SplitSelection};
 use twoview_pipeline::resize::Fit;
 
-use crate::support;
-
-/// A small deterministic generator for the mutations (splitmix64).
-struct Mix(u64);
-
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::support::{self, Mix};
 
 /// The marker segments before the scan of a well-formed JPEG: (offset of 0xFF, marker, total
 /// length with the marker bytes).

@@ -132,3 +132,28 @@ pub fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
     TRACKING.with(|t| t.set(false));
     (r, LARGEST.with(|l| l.get()))
 }
+
+/// splitmix64: the randomness of the tests' generated inputs (mutations, cuts), one stream per
+/// (seed, input) so that any input can be made again.
+pub struct Mix(pub u64);
+
+impl Mix {
+    pub fn for_input(seed: u64, i: u64) -> Self {
+        let mut m = Self(seed ^ i.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        m.next();
+        m
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+    }
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+}
