@@ -83,6 +83,28 @@ pub struct TrainConfig {
     pub on_bad_row: String,
 }
 
+/// moco-v3 `main_moco.py`'s argument names accepted for ours, so a reference command line
+/// carries across (`moco_m=0.99` is `momentum=0.99`). Underscores as in `--set`; the
+/// reference's dashes (`moco-m`) are accepted too.
+pub const ALIASES: [(&str, &str); 8] = [
+    ("moco_m", "momentum"),
+    ("moco_t", "temperature"),
+    ("moco_dim", "out_dim"),
+    ("moco_mlp_dim", "mlp_dim"),
+    ("stop_grad_conv1", "freeze_patch"),
+    ("lr", "base_lr"),
+    ("wd", "weight_decay"),
+    ("arch", "preset"),
+];
+
+impl TrainConfig {
+    /// Our name for `key`: itself, or what a moco-v3 name ([`ALIASES`]) stands for.
+    pub fn canonical_key(key: &str) -> String {
+        let k = key.replace('-', "_");
+        ALIASES.iter().find(|(a, _)| *a == k).map_or(k, |(_, ours)| (*ours).to_owned())
+    }
+}
+
 /// moco-v3 `main_moco.py`'s defaults for `--optimizer lars` (its ResNet recipe): lr 0.6 per 256
 /// images, weight decay 1e-6. The ViT recipe (AdamW) is this crate's default: 1.5e-4 and 0.1.
 pub const LARS_DEFAULTS: [(&str, f64); 2] = [("base_lr", 0.6), ("weight_decay", 1e-6)];
@@ -434,6 +456,19 @@ mod tests {
         assert_eq!((c.base_lr, c.weight_decay, notes.len()), (0.3, 1e-6, 1));
         let (c, notes) = TrainConfig::from_table_noted(table(""), "t").unwrap();
         assert_eq!((c.base_lr, c.weight_decay, notes.len()), (1.5e-4, 0.1, 0));
+    }
+
+    #[test]
+    fn moco_v3_names_are_accepted_for_ours() {
+        assert_eq!(TrainConfig::canonical_key("moco_m"), "momentum");
+        assert_eq!(TrainConfig::canonical_key("moco-t"), "temperature");
+        assert_eq!(TrainConfig::canonical_key("stop-grad-conv1"), "freeze_patch");
+        assert_eq!(TrainConfig::canonical_key("base_lr"), "base_lr");
+        // Every alias names a real key.
+        let known = toml::Table::try_from(TrainConfig::default()).unwrap();
+        for (alias, ours) in ALIASES {
+            assert!(known.contains_key(ours), "{alias} -> {ours}");
+        }
     }
 
     #[test]

@@ -161,8 +161,9 @@ fn given_table(args: &Args) -> anyhow::Result<toml::Table> {
         Some(p) => {
             let text =
                 fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str::<toml::Table>(&text)
-                .with_context(|| format!("{} is not valid TOML", p.display()))?
+            let file = toml::from_str::<toml::Table>(&text)
+                .with_context(|| format!("{} is not valid TOML", p.display()))?;
+            file.into_iter().map(|(k, v)| (TrainConfig::canonical_key(&k), v)).collect()
         }
         None => toml::Table::new(),
     };
@@ -171,7 +172,7 @@ fn given_table(args: &Args) -> anyhow::Result<toml::Table> {
     }
     for kv in &args.set {
         let (k, v) = parse_set(kv)?;
-        table.insert(k, v);
+        table.insert(TrainConfig::canonical_key(&k), v);
     }
     Ok(table)
 }

@@ -272,3 +272,18 @@ fn resume_refuses_other_shards_or_another_recipe_unless_allowed() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-data-change"));
 }
+
+#[test]
+fn moco_v3_argument_names_set_our_keys() {
+    let base = scratch("train_aliases");
+    let shards = shards(&base);
+    let out = base.join("run");
+    let extra = ["max_steps=1", "moco-m=0.95", "moco_t=0.5", "lr=0.002"];
+    let o = run(&mut train_cmd(&shards, &out, &extra));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("plan.json")).unwrap()).unwrap();
+    let c = &plan["config"];
+    assert_eq!((c["momentum"].as_f64(), c["temperature"].as_f64()), (Some(0.95), Some(0.5)));
+    assert_eq!(c["base_lr"].as_f64(), Some(0.002), "the alias wins over TINY's base_lr: set later");
+}
