@@ -93,6 +93,26 @@ pub struct Args {
     /// --resume with another augmentation recipe than the run's.
     #[arg(long)]
     allow_recipe_change: bool,
+    /// Train on the offline views `prep-shards --views K` wrote into --shards (epoch e uses
+    /// variant e mod K; no augmentation at load time) instead of augmenting on the fly. The
+    /// recipe is then the one the views were made with.
+    #[arg(long)]
+    views: bool,
+}
+
+/// The recipe offline views of `shards` were made with (`prep-shards --views`).
+fn views_recipe(shards: &Path) -> anyhow::Result<Recipe> {
+    let m = twoview_formats::Manifest::load(shards)?;
+    let vs: twoview_pipeline::prep::ViewsSettings = m
+        .settings
+        .get("views")
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()?
+        .with_context(|| {
+            format!("--views: {} has no offline views (prep-shards --views K)", shards.display())
+        })?;
+    Ok(vs.recipe)
 }
 
 /// What a run was trained on, saved in every checkpoint and compared on --resume.
@@ -408,7 +428,20 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let train_set = ShardSet::open(&args.shards, "train")?;
     let plan = config.plan(train_set.len(), device).map_err(anyhow::Error::msg)?;
     let size = plan.moco.vit.image_size;
-    let recipe = Recipe::preset_or_file(&args.recipe)?;
+    let recipe = if args.views {
+        let r = views_recipe(&args.shards)?;
+        if args.recipe != "mocov3_vit" && args.recipe != r.name {
+            bail!(
+                "--recipe {:?} with --views: the views in {} were made with recipe {:?}",
+                args.recipe,
+                args.shards.display(),
+                r.name
+            );
+        }
+        r
+    } else {
+        Recipe::preset_or_file(&args.recipe)?
+    };
     let recipe_json = serde_json::to_value(&recipe)?;
     let data = data_identity(&args.shards, train_set.len())?;
     if let Some(l) = &resumed {
@@ -495,7 +528,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         Arc::new(HeapAlloc)
     };
-    let mut loader = Loader::new(train_set, recipe, lc, alloc)?;
+    let mut loader = if args.views {
+        eprintln!(
+            "train: offline views of {} (no augmentation at load time)",
+            args.shards.display()
+        );
+        Loader::from_views(&args.shards, "train", lc)?
+    } else {
+        Loader::new(train_set, recipe, lc, alloc)?
+    };
 
     crate::signals::install();
     let save = |trainer: &Trainer, cursor: Cursor| -> anyhow::Result<PathBuf> {

@@ -287,3 +287,33 @@ fn moco_v3_argument_names_set_our_keys() {
     assert_eq!((c["momentum"].as_f64(), c["temperature"].as_f64()), (Some(0.95), Some(0.5)));
     assert_eq!(c["base_lr"].as_f64(), Some(0.002), "the alias wins over TINY's base_lr: set later");
 }
+
+#[test]
+fn train_on_offline_views() {
+    let base = scratch("train_views");
+    let plain = shards(&base);
+    let views = base.join("view-shards");
+    let st = twoview()
+        .args(["prep-shards", base.join("images").to_str().unwrap(), "--out"])
+        .args([views.to_str().unwrap(), "--short-side", "36", "--views", "2", "--view-size", "32"])
+        .args(["--view-batch-rows", "16"])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let out = base.join("run");
+    // 6 batches per epoch: steps 7 and 8 come from the second variant.
+    let o = run(train_cmd(&views, &out, &["max_steps=8", "checkpoint_every=4"]).arg("--views"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("offline views"), "{err}");
+    assert_eq!(losses(&out).len(), 8);
+    let o = run(train_cmd(&views, &out, &["max_steps=10"]).args(["--views", "--resume"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(losses(&out).last().unwrap().0, 10);
+    // Shards without views, or another recipe than the views', are refused.
+    let o = run(train_cmd(&plain, &base.join("run2"), &["max_steps=1"]).arg("--views"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no offline views"));
+    let o = run(train_cmd(&views, &base.join("run3"), &["max_steps=1"])
+        .args(["--views", "--recipe", "byol"]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("were made with recipe \"mocov3_vit\""));
+}
