@@ -326,11 +326,6 @@ pub struct Trainer {
     guard: Vec<(Tensor, Tensor)>,
 }
 
-/// A frozen parameter (the patch embedding under `freeze_patch`): no step changes it.
-fn frozen_param(name: &str, t: &Tensor) -> bool {
-    name.starts_with("base_encoder.") && !t.requires_grad() && name.contains("patch_embed")
-}
-
 impl Trainer {
     /// Seeds torch with `plan.config.seed` and builds the model with the reference init.
     pub fn new(plan: Plan, device: Device) -> Self {
@@ -348,7 +343,7 @@ impl Trainer {
         let guard = moco
             .named_tensors()
             .into_iter()
-            .filter(|(n, t)| !trainable.contains(n) && !frozen_param(n, t))
+            .filter(|(n, _)| !trainable.contains(n))
             .map(|(_, t)| {
                 let copy = t.detach().copy();
                 (t, copy)

@@ -192,23 +192,13 @@ fn image_seeds() -> Vec<Vec<u8>> {
         }
     }
     if let Some(corpus) = support::jpeg_corpus() {
-        let mut files = Vec::new();
-        let mut stack = vec![corpus];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(d).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if e.metadata().unwrap().len() < 48_000 {
-                    files.push(p);
+        // Every JPEG/PNG under 48 kB (by name, then by content).
+        for p in twoview_pipeline::decode::find_images(&[corpus], usize::MAX).unwrap() {
+            if std::fs::metadata(&p).unwrap().len() < 48_000 {
+                let bytes = std::fs::read(&p).unwrap();
+                if twoview_pipeline::decode::sniff(&bytes).is_some() {
+                    seeds.push(bytes);
                 }
-            }
-        }
-        files.sort();
-        for p in files {
-            let bytes = std::fs::read(&p).unwrap();
-            if twoview_pipeline::decode::sniff(&bytes).is_some() {
-                seeds.push(bytes);
             }
         }
     }

@@ -103,15 +103,9 @@ pub struct Args {
 /// The recipe offline views of `shards` were made with (`prep-shards --views`).
 fn views_recipe(shards: &Path) -> anyhow::Result<Recipe> {
     let m = twoview_formats::Manifest::load(shards)?;
-    let vs: twoview_pipeline::prep::ViewsSettings = m
-        .settings
-        .get("views")
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::from_value(v.clone()))
-        .transpose()?
-        .with_context(|| {
-            format!("--views: {} has no offline views (prep-shards --views K)", shards.display())
-        })?;
+    let vs = twoview_pipeline::prep::ViewsSettings::recorded(&m).with_context(|| {
+        format!("--views: {} has no offline views (prep-shards --views K)", shards.display())
+    })?;
     Ok(vs.recipe)
 }
 

@@ -172,13 +172,7 @@ impl Decoder {
             Err(markers::Damage::Corrupt(r)) => return Err((DecodeFailure::Corrupt, r)),
         };
         let mut tj = jpeg::Handle::decompressor();
-        let header = tj.header(bytes).map_err(|e| {
-            if e.truncated {
-                (DecodeFailure::Truncated, e.message)
-            } else {
-                (classify(&e.message), e.message)
-            }
-        })?;
+        let header = tj.header(bytes).map_err(failure)?;
         if let Some((frame, _)) = scan_data
             && (frame.width, frame.height) != (header.width, header.height)
         {
@@ -232,13 +226,7 @@ impl Decoder {
         let cmyk = matches!(header.colorspace, jpeg::CS_CMYK | jpeg::CS_YCCK);
         let mut out = Vec::new();
         let target = if cmyk { &mut self.scratch } else { &mut out };
-        let (w, h, warning) = tj.decompress(bytes, &header, num, cmyk, target).map_err(|e| {
-            if e.truncated {
-                (DecodeFailure::Truncated, e.message)
-            } else {
-                (classify(&e.message), e.message)
-            }
-        })?;
+        let (w, h, warning) = tj.decompress(bytes, &header, num, cmyk, target).map_err(failure)?;
         // libjpeg prints only its first warning: after another one, running out of data
         // ("Premature end of JPEG file", which Pillow refuses) is silent. Then the walk says.
         if warning.is_some()
@@ -268,6 +256,13 @@ impl Decoder {
             cmyk,
         })
     }
+}
+
+/// A TurboJPEG failure as a skip reason: its end-of-file warning is a truncation, the rest
+/// sorted by [`classify`].
+fn failure(e: jpeg::TjError) -> (DecodeFailure, String) {
+    let kind = if e.truncated { DecodeFailure::Truncated } else { classify(&e.message) };
+    (kind, e.message)
 }
 
 /// Sorts libjpeg's fatal messages into [`DecodeFailure`]s. (Truncation is decided before:

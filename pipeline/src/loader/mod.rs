@@ -262,12 +262,8 @@ impl Loader {
     ) -> Result<Self, Error> {
         let invalid = |reason: String| Error::Loader { reason };
         let manifest = twoview_formats::Manifest::load(dir)?;
-        let vs: crate::prep::ViewsSettings = manifest
-            .settings
-            .get("views")
-            .filter(|v| !v.is_null())
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .filter(|v: &crate::prep::ViewsSettings| v.split == split)
+        let vs = crate::prep::ViewsSettings::recorded(&manifest)
+            .filter(|v| v.split == split)
             .ok_or_else(|| {
                 invalid(format!(
                     "{} has no offline views of split {split:?} (prep-shards --views K)",

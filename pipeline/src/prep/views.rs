@@ -43,6 +43,17 @@ pub fn views_split(split: &str, k: u32) -> String {
     format!("{split}.views{k}")
 }
 
+impl ViewsSettings {
+    /// The offline views a shard folder's manifest records (`prep-shards --views`), if any.
+    pub fn recorded(manifest: &Manifest) -> Option<Self> {
+        manifest
+            .settings
+            .get("views")
+            .filter(|v| !v.is_null())
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}
+
 /// Writes the view splits described by `vs` into `dir` (a finished prep-shards folder), one
 /// variant at a time; the manifest is updated after each, so an interrupted run resumes at the
 /// first missing variant. `progress(done, total)` counts rows.
