@@ -13,15 +13,18 @@
 
 pub mod amp;
 pub mod checkpoint;
+pub mod config;
 pub mod device;
 mod error;
 pub mod export;
 pub mod knn;
+pub mod metrics;
 pub mod moco;
 pub mod optim;
 pub mod probe;
 pub mod schedule;
 pub mod train;
+pub mod train_loop;
 pub mod vit;
 
-pub use error::Error;
+pub use error::{Error, Mismatch};

@@ -225,16 +225,15 @@ impl Moco {
     pub fn load_named(
         &self,
         named: &std::collections::HashMap<String, Tensor>,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::error::Mismatch> {
         tch::no_grad(|| {
             for (name, t) in self.named_tensors() {
-                let src = named.get(&name).ok_or_else(|| format!("missing tensor {name}"))?;
+                let Some(src) = named.get(&name) else {
+                    return Err(crate::error::Mismatch { tensor: name, message: "missing".into() });
+                };
                 if src.size() != t.size() {
-                    return Err(format!(
-                        "{name}: shape {:?}, the model has {:?}",
-                        src.size(),
-                        t.size()
-                    ));
+                    let message = format!("shape {:?}, the model has {:?}", src.size(), t.size());
+                    return Err(crate::error::Mismatch { tensor: name, message });
                 }
                 t.shallow_clone().copy_(src);
             }

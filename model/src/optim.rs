@@ -189,18 +189,19 @@ impl Optimizer {
         &mut self,
         named: &HashMap<String, Tensor>,
         steps: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::error::Mismatch> {
         let want = self.state_tensors();
         tch::no_grad(|| {
             for (name, mut t) in want {
-                let src =
-                    named.get(&name).ok_or_else(|| format!("optimizer state {name} is missing"))?;
+                let tensor = format!("optim.{name}");
+                let Some(src) = named.get(&name) else {
+                    let message = "missing (optimizer state)".into();
+                    return Err(crate::error::Mismatch { tensor, message });
+                };
                 if src.size() != t.size() {
-                    return Err(format!(
-                        "optimizer state {name}: shape {:?}, expected {:?}",
-                        src.size(),
-                        t.size()
-                    ));
+                    let message =
+                        format!("shape {:?}, the optimizer has {:?}", src.size(), t.size());
+                    return Err(crate::error::Mismatch { tensor, message });
                 }
                 t.copy_(src);
             }

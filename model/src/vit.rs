@@ -48,10 +48,15 @@ impl VitConfig {
         self.image_size / self.patch
     }
 
-    /// Why this shape cannot be built, if it cannot.
-    pub fn check(&self) -> Result<(), String> {
-        let pos = |v: i64, what: &str| {
-            if v > 0 { Ok(()) } else { Err(format!("vit {what} must be positive, got {v}")) }
+    /// Why this shape cannot be built, if it cannot: the configuration key at fault and the
+    /// reason.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let pos = |v: i64, what: &'static str| {
+            if v > 0 {
+                Ok(())
+            } else {
+                Err((what, format!("vit {what} must be positive, got {v}")))
+            }
         };
         pos(self.image_size, "image_size")?;
         pos(self.patch, "patch")?;
@@ -60,19 +65,22 @@ impl VitConfig {
         pos(self.heads, "heads")?;
         pos(self.mlp_ratio, "mlp_ratio")?;
         if self.image_size % self.patch != 0 {
-            return Err(format!(
-                "vit patch {} does not divide image_size {}",
-                self.patch, self.image_size
+            return Err((
+                "patch",
+                format!("vit patch {} does not divide image_size {}", self.patch, self.image_size),
             ));
         }
         if self.dim % 4 != 0 {
-            return Err(format!(
-                "vit dim {} must be a multiple of 4 (2-D sin-cos embedding)",
-                self.dim
+            return Err((
+                "dim",
+                format!("vit dim {} must be a multiple of 4 (2-D sin-cos embedding)", self.dim),
             ));
         }
         if self.dim % self.heads != 0 {
-            return Err(format!("vit dim {} is not a multiple of heads {}", self.dim, self.heads));
+            return Err((
+                "heads",
+                format!("vit dim {} is not a multiple of heads {}", self.dim, self.heads),
+            ));
         }
         Ok(())
     }

@@ -527,7 +527,7 @@ fn fuzz_recipe_and_config_toml_errors_name_the_key() {
                 Recipe::from_toml(s, "fuzz.toml").map(|_| ()).map_err(|e| e.to_string())
             } else {
                 let table: toml::Table = toml::from_str(s).map_err(|e| e.to_string())?;
-                TrainConfig::from_table(table, "fuzz.toml").map(|_| ())
+                TrainConfig::from_table(table, "fuzz.toml").map(|_| ()).map_err(|e| e.to_string())
             }
         };
         let (input, key) = if rng.below(4) == 0 {

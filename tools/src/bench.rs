@@ -149,7 +149,7 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
         warmup_epochs: 10.0,
         ..TrainConfig::default()
     };
-    let plan = cfg.plan(a.batch as u64 * 1000, device).map_err(anyhow::Error::msg)?;
+    let plan = cfg.plan(a.batch as u64 * 1000, device)?;
     let vit = plan.moco.vit;
     let mut trainer = Trainer::new(plan, device);
     tch::manual_seed(1);

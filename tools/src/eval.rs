@@ -103,12 +103,11 @@ fn load_model(
 ) -> anyhow::Result<(Plan, Moco, PathBuf, u64)> {
     let dir = checkpoint::resolve(path)?;
     let loaded = checkpoint::load_dir(&dir, device)?;
-    let plan: Plan = serde_json::from_value(loaded.state["plan"].clone())
-        .with_context(|| format!("{}: state.json has no readable plan", dir.display()))?;
+    let plan: Plan = loaded.state.plan.clone();
     tch::manual_seed(plan.config.seed as i64);
     let moco = Moco::new(plan.moco, device);
     if !random_init {
-        moco.load_named(&loaded.tensors).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        moco.load_named(&loaded.tensors).map_err(|m| m.at(&dir))?;
     }
     Ok((plan, moco, dir, loaded.step))
 }

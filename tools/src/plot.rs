@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use twoview_model::metrics::{self, Record, TrainRecord};
 use twoview_pipeline::chart::{PALETTE, Panel, Series, render};
 
 #[derive(clap::Args)]
@@ -16,62 +16,51 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-fn series(rows: &[serde_json::Value], key: &str, label: &str, scale: f64, color: usize) -> Series {
-    let points = rows
-        .iter()
-        .filter_map(|r| Some((r["step"].as_f64()?, r[key].as_f64().unwrap_or(f64::NAN) * scale)))
-        .collect();
+fn series<R>(rows: &[R], v: impl Fn(&R) -> (u64, f64), label: &str, color: usize) -> Series {
+    let points = rows.iter().map(v).map(|(s, y)| (s as f64, y)).collect();
     Series { label: label.to_owned(), points, color: PALETTE[color] }
 }
 
 /// Renders RUN_DIR/metrics.jsonl to `out`; returns how many train and kNN records it drew.
 pub fn plot_run(run: &Path, out: &Path) -> anyhow::Result<(usize, usize)> {
-    let path = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut train = Vec::new();
     let mut knn = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))?;
-        match v["kind"].as_str() {
-            Some("train") => train.push(v),
-            Some("knn") => knn.push(v),
+    for r in metrics::read(&run.join("metrics.jsonl"))? {
+        match r {
+            Record::Train(t) => train.push(t),
+            Record::Knn(k) => knn.push(k),
             _ => {}
         }
     }
-    let one = |title: &str, key: &str, scale: f64| Panel {
+    let one = |title: &str, v: fn(&TrainRecord) -> f64| Panel {
         title: title.to_owned(),
-        series: vec![series(&train, key, "", scale, 0)],
+        series: vec![series(&train, |r| (r.step, v(r)), "", 0)],
         markers: vec![],
     };
-    let spikes = train
-        .iter()
-        .filter(|r| r["spike"].as_bool() == Some(true))
-        .filter_map(|r| Some((r["step"].as_f64()?, r["grad_norm_first"].as_f64()?)))
-        .collect();
+    let spikes =
+        train.iter().filter(|r| r.spike).map(|r| (r.step as f64, r.grad_norm_first)).collect();
     let panels = [
-        one("loss", "loss", 1.0),
+        one("loss", |r| r.loss),
         Panel {
             title: "kNN accuracy (val, %)".into(),
             series: vec![
-                series(&knn, "top1", "top-1", 1.0, 2),
-                series(&knn, "top5", "top-5", 1.0, 3),
+                series(&knn, |r| (r.step, r.top1), "top-1", 2),
+                series(&knn, |r| (r.step, r.top5), "top-5", 3),
             ],
             markers: vec![],
         },
-        one("learning rate", "lr", 1.0),
-        one("momentum (encoder)", "momentum", 1.0),
+        one("learning rate", |r| r.lr),
+        one("momentum (encoder)", |r| r.momentum),
         Panel {
             title: "gradient norm".into(),
             series: vec![
-                series(&train, "grad_norm", "global", 1.0, 0),
-                series(&train, "grad_norm_first", "first layer", 1.0, 1),
+                series(&train, |r| (r.step, r.grad_norm), "global", 0),
+                series(&train, |r| (r.step, r.grad_norm_first), "first layer", 1),
             ],
             markers: spikes,
         },
-        one("images/s", "img_per_s", 1.0),
-        one("data-wait (%)", "data_wait", 100.0),
+        one("images/s", |r| r.img_per_s),
+        one("data-wait (%)", |r| 100.0 * r.data_wait),
     ];
     let img = render(&panels, 2, 600, 300);
     img.save_png(out)?;

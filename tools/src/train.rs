@@ -1,21 +1,22 @@
-//! `twoview train`: MoCo v3 pretraining from shards. Wiring only: the loader
-//! (twoview-pipeline) feeds u8 batches to the trainer (twoview-model); this file resolves the
-//! configuration, moves batches to the device, writes metrics and checkpoints, and resumes.
+//! `twoview train`: MoCo v3 pretraining from shards. Wiring only: the configuration layers
+//! and the run folder go to `twoview_model::train_loop` (which decides what the run does), the
+//! shards to the loader (twoview-pipeline), the loader's u8 batches through [`LoaderFeed`] to
+//! the device; this file prints what happens and maps the outcome to an exit status.
 
-use std::collections::VecDeque;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tch::{Device, Kind, Tensor};
-use twoview_model::checkpoint;
+use twoview_model::checkpoint::{self, DataIdentity, Loaded};
 use twoview_model::knn::{KnnParams, KnnResult};
-use twoview_model::train::{Plan, TrainConfig, Trainer};
+use twoview_model::train::{Layers, Plan, TrainConfig, Trainer};
+use twoview_model::train_loop::{
+    Allow, BoxError, Event, Fed, Feed, Hooks, Outcome, RunInputs, TrainLoop,
+};
 use twoview_pipeline::augment::Recipe;
 use twoview_pipeline::formats::ShardSet;
 use twoview_pipeline::loader::eval::spread_rows;
@@ -29,24 +30,6 @@ use crate::progress::Progress;
 pub const EXIT_NON_FINITE: u8 = 4;
 /// Exit status after Ctrl-C / SIGTERM (a checkpoint of the last finished step was written).
 pub const EXIT_INTERRUPTED: u8 = 130;
-
-/// Keys `--set` may change on `--resume`; the others define the method and are fixed by the
-/// run's first start.
-const RUN_KEYS: [&str; 13] = [
-    "max_steps",
-    "on_bad_row",
-    "threads",
-    "prefetch",
-    "torch_threads",
-    "log_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "knn_every",
-    "knn_k",
-    "knn_temperature",
-    "knn_train_limit",
-    "knn_val_limit",
-];
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Configuration: defaults are the MoCo v3 ViT reference (DESIGN.md); \
@@ -100,121 +83,64 @@ pub struct Args {
     views: bool,
 }
 
-/// The recipe offline views of `shards` were made with (`prep-shards --views`).
-fn views_recipe(shards: &Path) -> anyhow::Result<Recipe> {
-    let m = twoview_formats::Manifest::load(shards)?;
+/// The recipe offline views of `shards` were made with (`prep-shards --views`), checked
+/// against `--recipe`.
+fn views_recipe(args: &Args) -> anyhow::Result<Recipe> {
+    let m = twoview_formats::Manifest::load(&args.shards)?;
     let vs = twoview_pipeline::prep::ViewsSettings::recorded(&m).with_context(|| {
-        format!("--views: {} has no offline views (prep-shards --views K)", shards.display())
+        format!("--views: {} has no offline views (prep-shards --views K)", args.shards.display())
     })?;
-    Ok(vs.recipe)
-}
-
-/// What a run was trained on, saved in every checkpoint and compared on --resume.
-fn data_identity(shards: &Path, rows: u64) -> anyhow::Result<serde_json::Value> {
-    let manifest = twoview_formats::Manifest::path_in(shards);
-    Ok(serde_json::json!({
-        "manifest_checksum": twoview_formats::file_checksum(&manifest)?,
-        "train_rows": rows,
-    }))
-}
-
-/// Refuses a resume on other shards or another recipe than the checkpoint's, unless allowed.
-fn check_resume_inputs(
-    state: &serde_json::Value,
-    data: &serde_json::Value,
-    recipe: &serde_json::Value,
-    args: &Args,
-) -> anyhow::Result<()> {
-    match state.get("data") {
-        Some(saved) if saved != data && !args.allow_data_change => bail!(
-            "--resume: {} are not the shards this run trained on (checkpoint: {saved}; now: \
-             {data}); steps per epoch, the lr and momentum schedules and the data order depend \
-             on them. Use the run's shards, or pass --allow-data-change to continue anyway",
-            args.shards.display()
-        ),
-        Some(saved) if saved != data => {
-            eprintln!("train: warning: --allow-data-change: the shards differ from the run's")
-        }
-        Some(_) => {}
-        None => eprintln!("train: warning: the checkpoint records no data identity (older run)"),
-    }
-    match state.get("recipe") {
-        Some(saved) if saved != recipe && !args.allow_recipe_change => bail!(
-            "--resume: recipe {:?} is not the one this run trained with ({}); pass the run's \
-             --recipe, or --allow-recipe-change to continue anyway",
+    let r = vs.recipe;
+    if args.recipe != "mocov3_vit" && args.recipe != r.name {
+        bail!(
+            "--recipe {:?} with --views: the views in {} were made with recipe {:?}",
             args.recipe,
-            saved.get("name").and_then(|n| n.as_str()).unwrap_or("?")
-        ),
-        _ => Ok(()),
+            args.shards.display(),
+            r.name
+        );
     }
+    Ok(r)
 }
 
-fn parse_set(kv: &str) -> anyhow::Result<(String, toml::Value)> {
-    let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
-    let k = k.trim().to_owned();
-    // A TOML literal (number, bool, quoted string) or, failing that, a bare string.
-    let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(v.trim().to_owned()));
-    Ok((k, value))
+/// What the command line gives: the --config file's keys, then --preset, then each --set.
+fn layers(args: &Args) -> anyhow::Result<Layers> {
+    let mut layers = Layers::new();
+    if let Some(p) = &args.config {
+        layers = layers.file(p)?;
+    }
+    if let Some(p) = &args.preset {
+        layers = layers.preset(p)?;
+    }
+    for kv in &args.set {
+        layers = layers.set(kv)?;
+    }
+    Ok(layers)
 }
 
-fn config_from(table: toml::Table, origin: &str) -> anyhow::Result<TrainConfig> {
-    let (config, notes) =
-        TrainConfig::from_table_noted(table, origin).map_err(anyhow::Error::msg)?;
+/// The run's configuration: the saved one with run keys changed on --resume, else the layers.
+fn configuration(layers: &Layers, resumed: Option<&Loaded>) -> anyhow::Result<TrainConfig> {
+    if let Some(l) = resumed {
+        return Ok(layers.resolve_on_resume(&l.state.plan.config)?);
+    }
+    let (config, notes) = layers.resolve()?;
     for n in notes {
         eprintln!("train: optimizer {}: {n}", config.optimizer);
     }
     Ok(config)
 }
 
-/// What the command line gives: the --config file's keys, then --preset, then each --set.
-fn given_table(args: &Args) -> anyhow::Result<toml::Table> {
-    let mut table = match &args.config {
-        Some(p) => {
-            let text =
-                fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            let file = toml::from_str::<toml::Table>(&text)
-                .with_context(|| format!("{} is not valid TOML", p.display()))?;
-            file.into_iter().map(|(k, v)| (TrainConfig::canonical_key(&k), v)).collect()
-        }
-        None => toml::Table::new(),
-    };
-    if let Some(p) = &args.preset {
-        table.insert("preset".into(), toml::Value::String(p.clone()));
-    }
-    for kv in &args.set {
-        let (k, v) = parse_set(kv)?;
-        table.insert(TrainConfig::canonical_key(&k), v);
-    }
-    Ok(table)
-}
-
-/// The saved configuration, with what the command line sets on top: run keys may change;
-/// method keys may be repeated (rerunning the same command with `--resume` works) but not
-/// changed.
-fn resumed_config(saved: &serde_json::Value, args: &Args) -> anyhow::Result<TrainConfig> {
-    let saved: TrainConfig =
-        serde_json::from_value(saved.clone()).context("checkpoint state: config")?;
-    let saved_table = toml::Table::try_from(&saved).context("config to TOML")?;
-    let mut table = saved_table.clone();
-    for (k, v) in given_table(args)? {
-        let same = saved_table.get(&k).is_some_and(|old| {
-            old == &v
-                || matches!((old, &v), (toml::Value::Float(a), toml::Value::Integer(b)) if *a == *b as f64)
-        });
-        if !same && !RUN_KEYS.contains(&k.as_str()) {
-            let old = saved_table.get(&k).map_or("unset".to_owned(), |o| o.to_string());
-            bail!(
-                "{k} cannot change on --resume (the run has {old}; it defines the method); keys \
-                 that can: {}",
-                RUN_KEYS.join(", ")
-            );
-        }
-        table.insert(k, v);
-    }
-    config_from(table, "configuration on --resume")
+/// What this run trains on, as recorded in its checkpoints and compared on --resume.
+fn run_inputs(args: &Args, rows: u64, recipe: &Recipe) -> anyhow::Result<RunInputs> {
+    let manifest = twoview_formats::Manifest::path_in(&args.shards);
+    Ok(RunInputs {
+        data: DataIdentity {
+            manifest_checksum: twoview_formats::file_checksum(&manifest)?,
+            train_rows: rows,
+        },
+        recipe: serde_json::to_value(recipe)?,
+        shards: args.shards.clone(),
+        device: args.device.clone(),
+    })
 }
 
 /// Pinned (page-locked) host memory from libtorch for batch buffers, so copies to the GPU can
@@ -255,63 +181,75 @@ fn to_device(batch: &Batch, s: i64, device: Device) -> Tensor {
     if device == Device::Cpu { host } else { host.to_device_(device, Kind::Uint8, true, false) }
 }
 
-/// Running median of the first layer's gradient norm, for spike flags.
-struct SpikeWatch {
-    recent: VecDeque<f64>,
-    factor: f64,
+/// The loader as the training loop's [`Feed`]: each batch wrapped as a tensor and moved to the
+/// device, the loader's buffer kept alive with it.
+struct LoaderFeed {
+    loader: Loader,
+    size: i64,
+    device: Device,
 }
 
-impl SpikeWatch {
-    fn check(&mut self, v: f64) -> bool {
-        let spike = self.recent.len() >= 10 && {
-            let mut s: Vec<f64> = self.recent.iter().copied().collect();
-            s.sort_by(f64::total_cmp);
-            v > self.factor * s[s.len() / 2]
+fn model_cursor(c: Cursor) -> checkpoint::Cursor {
+    checkpoint::Cursor { epoch: c.epoch, batch: c.batch }
+}
+
+impl Feed for LoaderFeed {
+    fn next_batch(&mut self) -> Option<Result<Fed, BoxError>> {
+        let batch = match self.loader.next_batch()? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e.into())),
         };
-        if self.recent.len() == 50 {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(v);
-        spike
+        Some(Ok(Fed {
+            pixels: to_device(&batch, self.size, self.device),
+            at: model_cursor(batch.cursor),
+            next: model_cursor(batch.next_cursor),
+            keep: Box::new(batch),
+        }))
+    }
+
+    fn waited(&self) -> Duration {
+        self.loader.stats().wait
+    }
+
+    fn replaced_rows(&self) -> u64 {
+        self.loader.stats().replaced
     }
 }
 
-struct Metrics {
-    file: fs::File,
-}
-
-impl Metrics {
-    /// Opens RUN_DIR/metrics.jsonl for appending, dropping lines past `keep_until` (a resumed
-    /// run re-logs the steps after its checkpoint).
-    fn open(path: &Path, keep_until: u64) -> anyhow::Result<Self> {
-        if let Ok(text) = fs::read_to_string(path) {
-            let kept: String = text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v["step"].as_u64())
-                        .is_some_and(|s| s <= keep_until)
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            let tmp = path.with_extension("jsonl.tmp");
-            fs::write(&tmp, kept)?;
-            fs::rename(&tmp, path)?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(Self { file })
+/// The loader for `plan` from `start`, augmenting on the fly (or serving offline views), into
+/// pinned buffers on CUDA.
+fn open_loader(
+    args: &Args,
+    set: ShardSet,
+    recipe: Recipe,
+    plan: &Plan,
+    start: checkpoint::Cursor,
+    device: Device,
+) -> anyhow::Result<Loader> {
+    let c = &plan.config;
+    let mut lc = LoaderConfig::new(c.batch_size, plan.moco.vit.image_size as u32);
+    lc.seed = c.seed;
+    lc.start = Cursor { epoch: start.epoch, batch: start.batch };
+    if c.threads > 0 {
+        lc.threads = c.threads;
     }
-
-    fn write(&mut self, v: serde_json::Value) -> anyhow::Result<()> {
-        writeln!(self.file, "{v}").context("writing metrics.jsonl")?;
-        self.file.flush()?;
-        Ok(())
+    lc.prefetch = c.prefetch.max(1);
+    if c.on_bad_row == "replace" {
+        lc.on_bad_row = BadRowPolicy::Replace;
     }
+    if args.views {
+        eprintln!(
+            "train: offline views of {} (no augmentation at load time)",
+            args.shards.display()
+        );
+        return Ok(Loader::from_views(&args.shards, "train", lc)?);
+    }
+    let alloc: Arc<dyn BatchAlloc> = if device.is_cuda() {
+        Arc::new(PinnedAlloc { device, held: Mutex::new(Default::default()) })
+    } else {
+        Arc::new(HeapAlloc)
+    };
+    Ok(Loader::new(set, recipe, lc, alloc)?)
 }
 
 /// kNN monitoring data: train rows (the memory bank) and val rows (the queries).
@@ -321,30 +259,75 @@ struct KnnData {
     classes: i64,
 }
 
-fn run_knn(trainer: &Trainer, data: &KnnData) -> anyhow::Result<KnnResult> {
-    let c = &trainer.plan.config;
-    let p =
-        KnnParams { classes: data.classes, k: c.knn_k, temperature: c.knn_temperature, chunk: 512 };
-    let limits = (c.knn_train_limit, c.knn_val_limit);
-    crate::features::knn_eval(
-        &trainer.moco,
-        trainer.plan.autocast,
-        &data.train,
-        &data.val,
-        limits,
-        p,
-    )
+/// The val split of --val-shards (or --shards) for kNN, if there is one.
+fn knn_data(args: &Args) -> anyhow::Result<Option<KnnData>> {
+    // DEVIATION: k-NN monitoring on a val split, which moco-v3 does not have (deviations #9).
+    let val_dir = args.val_shards.as_ref().unwrap_or(&args.shards);
+    let val = match ShardSet::open(val_dir, "val") {
+        Ok(val) => val,
+        Err(e) if args.val_shards.is_some() => return Err(e).context("--val-shards"),
+        Err(_) => {
+            eprintln!("train: {} has no val split: no kNN monitoring", val_dir.display());
+            return Ok(None);
+        }
+    };
+    let train = ShardSet::open(&args.shards, "train")?;
+    train.check_same_classes(&val).context("--val-shards")?;
+    let classes = train.manifest().classes.len().max(1) as i64;
+    Ok(Some(KnnData { train, val, classes }))
 }
 
-fn log_knn(metrics: &mut Metrics, step: u64, r: &KnnResult, train_n: usize) -> anyhow::Result<()> {
-    eprintln!(
-        "train: step {step}: kNN top-1 {:.2} %, top-5 {:.2} % ({} val images)",
-        r.top1, r.top5, r.n
-    );
-    metrics.write(serde_json::json!({
-        "kind": "knn", "step": step, "top1": r.top1, "top5": r.top5, "k": r.k,
-        "val_images": r.n, "train_images": train_n,
-    }))
+/// The command line's side of the loop: Ctrl-C, kNN on the shards, printing.
+struct Cli {
+    knn: Option<KnnData>,
+    progress: Progress,
+    start_step: u64,
+}
+
+impl Hooks for Cli {
+    fn stop_requested(&mut self) -> bool {
+        crate::signals::stop_requested()
+    }
+
+    fn knn(&mut self, trainer: &Trainer) -> Result<Option<(KnnResult, usize)>, BoxError> {
+        let Some(d) = &self.knn else { return Ok(None) };
+        let c = &trainer.plan.config;
+        let p = KnnParams {
+            classes: d.classes,
+            k: c.knn_k,
+            temperature: c.knn_temperature,
+            chunk: 512,
+        };
+        let limits = (c.knn_train_limit, c.knn_val_limit);
+        let autocast = trainer.plan.autocast;
+        let r = crate::features::knn_eval(&trainer.moco, autocast, &d.train, &d.val, limits, p)?;
+        Ok(Some((r, spread_rows(d.train.len(), limits.0).len())))
+    }
+
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Logged(r) => self.progress.update(
+                r.step - self.start_step,
+                format!(
+                    "loss {:.4} · {:.0} img/s · data-wait {:.1} %",
+                    r.loss,
+                    r.img_per_s,
+                    100.0 * r.data_wait
+                ),
+            ),
+            Event::Knn(r) => self.progress.println(&format!(
+                "train: step {}: kNN top-1 {:.2} %, top-5 {:.2} % ({} val images)",
+                r.step, r.top1, r.top5, r.val_images
+            )),
+            Event::Spike { step, norm, factor } => self.progress.println(&format!(
+                "train: warning: step {step}: first-layer gradient norm {norm:.3e} is over \
+                 {factor}× its recent median"
+            )),
+            Event::Saved { dir, .. } => {
+                self.progress.println(&format!("train: checkpoint {}", dir.display()))
+            }
+        }
+    }
 }
 
 fn describe(plan: &Plan, device: Device) -> String {
@@ -389,30 +372,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // One trainer per run folder: taken before anything in it is touched (a live trainer's
     // checkpoint temporaries must not be cleaned by a second one); held until the run ends.
     let _lock = twoview_formats::lock_dir(&args.out, "trainer")?;
-    let ckpt_root = args.out.join("checkpoints");
-    checkpoint::clean_temporaries(&ckpt_root);
-    let latest = checkpoint::latest(&ckpt_root)?;
-    let resumed = match (&latest, args.resume) {
-        (Some(dir), true) => Some(checkpoint::load_dir(dir, device)?),
-        (Some(dir), false) => bail!(
-            "{} already holds a run (newest checkpoint {}); pass --resume to continue it or \
-             choose another --out",
-            args.out.display(),
-            dir.display()
-        ),
-        (None, true) => {
-            eprintln!(
-                "train: --resume: no checkpoint in {}, starting from scratch",
-                ckpt_root.display()
-            );
-            None
-        }
-        (None, false) => None,
-    };
-    let config = match &resumed {
-        Some(l) => resumed_config(&l.state["plan"]["config"], args)?,
-        None => config_from(given_table(args)?, "configuration")?,
-    };
+    let resumed = twoview_model::train_loop::resume_point(&args.out, args.resume, device)?;
+    if args.resume && resumed.is_none() {
+        eprintln!(
+            "train: --resume: no checkpoint in {}, starting from scratch",
+            args.out.display()
+        );
+    }
+    let layers = layers(args)?;
+    let config = configuration(&layers, resumed.as_ref())?;
     if config.torch_threads > 0 {
         tch::set_num_threads(config.torch_threads);
     }
@@ -420,248 +388,98 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         twoview_model::amp::set_tf32(config.tf32);
     }
     let train_set = ShardSet::open(&args.shards, "train")?;
-    let plan = config.plan(train_set.len(), device).map_err(anyhow::Error::msg)?;
-    let size = plan.moco.vit.image_size;
-    let recipe = if args.views {
-        let r = views_recipe(&args.shards)?;
-        if args.recipe != "mocov3_vit" && args.recipe != r.name {
-            bail!(
-                "--recipe {:?} with --views: the views in {} were made with recipe {:?}",
-                args.recipe,
-                args.shards.display(),
-                r.name
-            );
+    let plan = layers.plan(&config, train_set.len(), device)?;
+    let recipe =
+        if args.views { views_recipe(args)? } else { Recipe::preset_or_file(&args.recipe)? };
+    let inputs = run_inputs(args, train_set.len(), &recipe)?;
+    if let Some(l) = &resumed {
+        let allow =
+            Allow { data_change: args.allow_data_change, recipe_change: args.allow_recipe_change };
+        for w in twoview_model::train_loop::check_resume(&l.state, &inputs, allow)? {
+            eprintln!("train: warning: {w}");
         }
-        r
-    } else {
-        Recipe::preset_or_file(&args.recipe)?
-    };
-    let recipe_json = serde_json::to_value(&recipe)?;
-    let data = data_identity(&args.shards, train_set.len())?;
-    if let Some(l) = &resumed {
-        check_resume_inputs(&l.state, &data, &recipe_json, args)?;
     }
-    fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let plan_json = serde_json::json!({ "config": plan.config, "plan": plan, "recipe": recipe.name,
-        "shards": args.shards, "device": args.device, "data": data });
-    twoview_formats::write_atomic(
-        &args.out.join("plan.json"),
-        (serde_json::to_string_pretty(&plan_json)? + "\n").as_bytes(),
-    )?;
     eprintln!("train: {}", describe(&plan, device));
-
-    let mut trainer = Trainer::new(plan.clone(), device);
-    let mut cursor = Cursor::default();
-    if let Some(l) = &resumed {
-        trainer.restore(l, l.step).map_err(|e| anyhow::anyhow!("{}: {e}", l.dir.display()))?;
-        cursor = serde_json::from_value(l.state["cursor"].clone())
-            .context("checkpoint state: cursor")?;
+    let mut tl = TrainLoop::new(plan.clone(), device, &args.out, inputs, resumed.as_ref())?;
+    report_start(&tl, resumed.as_ref());
+    if tl.start_step() >= plan.steps && resumed.is_some() {
         eprintln!(
-            "train: resumed from {} (step {}, epoch {}, batch {})",
-            l.dir.display(),
-            l.step,
-            cursor.epoch,
-            cursor.batch
-        );
-    }
-    eprintln!(
-        "train: first-layer gradient norm over {} tensors ({}…)",
-        trainer.first_layer_names().len(),
-        trainer.first_layer_names().first().map_or("", String::as_str)
-    );
-    let start_step = trainer.step;
-    if resumed.is_some() && start_step >= plan.steps {
-        eprintln!(
-            "train: the run in {} already finished ({} steps); nothing to do",
+            "train: the run in {} already finished ({} steps)",
             args.out.display(),
             plan.steps
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut metrics = Metrics::open(&args.out.join("metrics.jsonl"), start_step)?;
-
-    // DEVIATION: k-NN monitoring on a val split, which moco-v3 does not have (deviations #9).
-    let val_dir = args.val_shards.clone().unwrap_or_else(|| args.shards.clone());
-    let knn_data = match ShardSet::open(&val_dir, "val") {
-        Ok(val) => Some(KnnData {
-            val: {
-                train_set.check_same_classes(&val).context("--val-shards")?;
-                val
-            },
-            classes: train_set.manifest().classes.len().max(1) as i64,
-            train: ShardSet::open(&args.shards, "train")?,
-        }),
-        Err(e) if args.val_shards.is_some() => return Err(e).context("--val-shards"),
-        Err(_) => {
-            eprintln!("train: {} has no val split: no kNN monitoring", val_dir.display());
-            None
-        }
-    };
-    let knn_train_n = |d: &KnnData| spread_rows(d.train.len(), plan.config.knn_train_limit).len();
-    if let Some(d) = &knn_data
-        && resumed.is_none()
-        && plan.config.knn_every > 0
-    {
-        let r = run_knn(&trainer, d)?;
-        log_knn(&mut metrics, 0, &r, knn_train_n(d))?;
-    }
-
-    let mut lc = LoaderConfig::new(plan.config.batch_size, size as u32);
-    lc.seed = plan.config.seed;
-    lc.start = cursor;
-    if plan.config.threads > 0 {
-        lc.threads = plan.config.threads;
-    }
-    lc.prefetch = plan.config.prefetch.max(1);
-    if plan.config.on_bad_row == "replace" {
-        lc.on_bad_row = BadRowPolicy::Replace;
-    }
-    let alloc: Arc<dyn BatchAlloc> = if device.is_cuda() {
-        Arc::new(PinnedAlloc { device, held: Mutex::new(Default::default()) })
-    } else {
-        Arc::new(HeapAlloc)
-    };
-    let mut loader = if args.views {
-        eprintln!(
-            "train: offline views of {} (no augmentation at load time)",
-            args.shards.display()
-        );
-        Loader::from_views(&args.shards, "train", lc)?
-    } else {
-        Loader::new(train_set, recipe, lc, alloc)?
-    };
-
+    let knn = knn_data(args)?;
+    let loader = open_loader(args, train_set, recipe, &plan, tl.cursor(), device)?;
+    let mut feed = LoaderFeed { loader, size: plan.moco.vit.image_size, device };
     crate::signals::install();
-    let save = |trainer: &Trainer, cursor: Cursor| -> anyhow::Result<PathBuf> {
-        let state = serde_json::json!({
-            "step": trainer.step, "cursor": cursor, "plan": trainer.plan,
-            "optimizer_steps": trainer.opt.steps, "seed": trainer.plan.config.seed,
-            "data": data, "recipe": recipe_json,
-            "note": "no random op runs after init: the loader's augmentation is seeded by (seed, epoch, row, view)",
-        });
-        Ok(checkpoint::save(
-            &ckpt_root,
-            trainer.step,
-            &trainer.state_tensors(),
-            &state,
-            plan.config.keep_checkpoints,
-        )?)
-    };
+    let progress = Progress::new(plan.steps.saturating_sub(tl.start_step()), "steps");
+    let mut cli = Cli { knn, progress, start_step: tl.start_step() };
+    let outcome = tl.run(&mut feed, &mut cli);
+    cli.progress.finish();
+    report_end(args, &plan, outcome?)
+}
 
-    let mut progress = Progress::new(plan.steps.saturating_sub(start_step), "steps");
-    let mut spikes = SpikeWatch { recent: VecDeque::new(), factor: plan.config.spike_factor };
-    let t0 = Instant::now();
-    let mut window = (Instant::now(), loader.stats().wait, trainer.step);
-    let mut held: Option<Batch> = None;
-    let mut saved_at = trainer.step;
-    let mut last_loss = f64::NAN;
-    let mut interrupted = false;
-    while trainer.step < plan.steps {
-        if crate::signals::stop_requested() {
-            interrupted = true;
-            break;
-        }
-        let batch = match loader.next_batch() {
-            Some(b) => b?,
-            None => bail!("the loader ended before step {}", trainer.step),
-        };
-        let input = to_device(&batch, size, device);
-        let stats = match trainer.train_step(&input) {
-            Ok(s) => s,
-            Err(nf) => {
-                progress.finish();
-                metrics.write(serde_json::json!({ "kind": "non_finite", "step": nf.step + 1, "loss": format!("{}", nf.loss) }))?;
-                eprintln!(
-                    "train: error: the loss is {} at step {} (epoch {}, batch {}); stopping without \
-                     applying it. The last good checkpoint is {} — lower the lr, enable grad_clip, \
-                     or check the data, then rerun with --resume.",
-                    nf.loss,
-                    nf.step + 1,
-                    batch.cursor.epoch,
-                    batch.cursor.batch,
-                    checkpoint::latest(&ckpt_root)?
-                        .map_or("(none yet)".into(), |p| p.display().to_string())
-                );
-                return Ok(ExitCode::from(EXIT_NON_FINITE));
-            }
-        };
-        cursor = batch.next_cursor;
-        last_loss = stats.loss;
-        // On CUDA the copy may still be in flight until the next step's sync: keep the buffer.
-        held = device.is_cuda().then_some(batch);
-        let step = trainer.step;
-        let spike = spikes.check(stats.grad_norm_first);
-        if spike {
+fn report_start(tl: &TrainLoop, resumed: Option<&Loaded>) {
+    if let Some(l) = resumed {
+        eprintln!(
+            "train: resumed from {} (step {}, epoch {}, batch {})",
+            l.dir.display(),
+            l.step,
+            l.state.cursor.epoch,
+            l.state.cursor.batch
+        );
+    }
+    let first = tl.trainer().first_layer_names();
+    eprintln!(
+        "train: first-layer gradient norm over {} tensors ({}…)",
+        first.len(),
+        first.first().map_or("", String::as_str)
+    );
+}
+
+/// Prints how the run ended (and draws its curves) and gives the exit status.
+fn report_end(args: &Args, plan: &Plan, outcome: Outcome) -> anyhow::Result<ExitCode> {
+    let good =
+        |p: &Option<PathBuf>| p.as_ref().map_or("(none yet)".into(), |p| p.display().to_string());
+    match outcome {
+        Outcome::NonFinite { step, loss, at, last_good } => {
             eprintln!(
-                "train: warning: step {step}: first-layer gradient norm {:.3e} is over {}× its recent median",
-                stats.grad_norm_first, plan.config.spike_factor
+                "train: error: the loss is {loss} at step {step} (epoch {}, batch {}); stopping \
+                 without applying it. The last good checkpoint is {} — lower the lr, enable \
+                 grad_clip, or check the data, then rerun with --resume.",
+                at.epoch,
+                at.batch,
+                good(&last_good)
             );
+            Ok(ExitCode::from(EXIT_NON_FINITE))
         }
-        if step.is_multiple_of(plan.config.log_every.max(1)) || step == plan.steps || spike {
-            let now = Instant::now();
-            let wait = loader.stats().wait;
-            let secs = (now - window.0).as_secs_f64().max(1e-9);
-            let img_s = (step - window.2) as f64 * plan.config.batch_size as f64 / secs;
-            let data_wait = (wait - window.1).as_secs_f64() / secs;
-            window = (now, wait, step);
-            metrics.write(serde_json::json!({
-                "kind": "train", "step": step,
-                "epoch": step as f64 / plan.schedule.steps_per_epoch as f64,
-                "loss": stats.loss, "lr": stats.lr, "momentum": stats.momentum,
-                "grad_norm": stats.grad_norm, "grad_norm_first": stats.grad_norm_first,
-                "img_per_s": img_s, "data_wait": data_wait, "spike": spike,
-                "replaced_rows": loader.stats().replaced,
-                "elapsed_s": t0.elapsed().as_secs_f64(),
-            }))?;
-            progress.update(
-                step - start_step,
-                format!(
-                    "loss {:.4} · {img_s:.0} img/s · data-wait {:.1} %",
-                    stats.loss,
-                    100.0 * data_wait
-                ),
+        Outcome::Interrupted { step, .. } => {
+            eprintln!("train: interrupted at step {step}; rerun with --resume to continue");
+            Ok(ExitCode::from(EXIT_INTERRUPTED))
+        }
+        Outcome::AlreadyDone { steps } => {
+            eprintln!("train: the run in {} already finished ({steps} steps)", args.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Finished { steps, secs, last_loss, data_wait } => {
+            plot(&args.out);
+            eprintln!(
+                "train: done: {steps} steps in {secs:.0} s ({:.1} img/s), last loss \
+                 {last_loss:.4}, data-wait {:.1} %",
+                steps as f64 * plan.config.batch_size as f64 / secs.max(1e-9),
+                100.0 * data_wait
             );
-        }
-        if plan.config.checkpoint_every > 0 && step.is_multiple_of(plan.config.checkpoint_every) {
-            save(&trainer, cursor)?;
-            saved_at = step;
-        }
-        if let Some(d) = &knn_data
-            && plan.config.knn_every > 0
-            && step.is_multiple_of(plan.config.knn_every)
-            && step != plan.steps
-        {
-            let r = run_knn(&trainer, d)?;
-            log_knn(&mut metrics, step, &r, knn_train_n(d))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
-    drop(held);
-    progress.finish();
-    if saved_at != trainer.step {
-        let dir = save(&trainer, cursor)?;
-        eprintln!("train: checkpoint {}", dir.display());
-    }
-    if interrupted {
-        eprintln!("train: interrupted at step {}; rerun with --resume to continue", trainer.step);
-        return Ok(ExitCode::from(EXIT_INTERRUPTED));
-    }
-    if let Some(d) = &knn_data {
-        let r = run_knn(&trainer, d)?;
-        log_knn(&mut metrics, trainer.step, &r, knn_train_n(d))?;
-    }
-    let png = args.out.join("plot.png");
-    match crate::plot::plot_run(&args.out, &png) {
+}
+
+fn plot(run: &Path) {
+    let png = run.join("plot.png");
+    match crate::plot::plot_run(run, &png) {
         Ok(_) => eprintln!("train: curves in {}", png.display()),
         Err(e) => eprintln!("train: warning: no plot: {e:#}"),
     }
-    let secs = t0.elapsed().as_secs_f64();
-    let stats = loader.stats();
-    eprintln!(
-        "train: done: {} steps in {secs:.0} s ({:.1} img/s), last loss {last_loss:.4}, data-wait {:.1} %",
-        trainer.step - start_step,
-        (trainer.step - start_step) as f64 * plan.config.batch_size as f64 / secs.max(1e-9),
-        100.0 * stats.wait.as_secs_f64() / secs.max(1e-9)
-    );
-    Ok(ExitCode::SUCCESS)
 }

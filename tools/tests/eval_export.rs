@@ -174,8 +174,7 @@ fn knn_and_timm_export_of_a_trained_checkpoint() {
 
     let dir = twoview_model::checkpoint::resolve(&run).unwrap();
     let loaded = twoview_model::checkpoint::load_dir(&dir, tch::Device::Cpu).unwrap();
-    let plan: twoview_model::train::Plan =
-        serde_json::from_value(loaded.state["plan"].clone()).unwrap();
+    let plan = loaded.state.plan.clone();
     let moco = twoview_model::moco::Moco::new(plan.moco, tch::Device::Cpu);
     moco.load_named(&loaded.tensors).unwrap();
     let ours = moco.features(&x);

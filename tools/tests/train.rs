@@ -169,7 +169,10 @@ fn configuration_mistakes_are_named() {
     let o =
         run(Command::new(cmd.get_program()).args(cmd.get_args()).args(["--set", "base_lr=0.1"]));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("base_lr cannot change on --resume (the run has 0.005"), "{err}");
+    assert!(
+        err.contains("--set base_lr=0.1: `base_lr`: cannot change on --resume (the run has 0.005"),
+        "{err}"
+    );
     let o = run(cmd.args(["--set", "max_steps=3"]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(losses(&out).iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2, 3]);
@@ -264,7 +267,7 @@ fn resume_refuses_other_shards_or_another_recipe_unless_allowed() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("recipe \"byol\" is not the one this run trained with (mocov3_vit)"),
+        err.contains("recipe \"byol\" is not the one this run trained with (\"mocov3_vit\")"),
         "{err}"
     );
     let o =
@@ -283,7 +286,7 @@ fn moco_v3_argument_names_set_our_keys() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("plan.json")).unwrap()).unwrap();
-    let c = &plan["config"];
+    let c = &plan["plan"]["config"];
     assert_eq!((c["momentum"].as_f64(), c["temperature"].as_f64()), (Some(0.95), Some(0.5)));
     assert_eq!(c["base_lr"].as_f64(), Some(0.002), "the alias wins over TINY's base_lr: set later");
 }
@@ -316,4 +319,39 @@ fn train_on_offline_views() {
     let o = run(train_cmd(&views, &base.join("run3"), &["max_steps=1"])
         .args(["--views", "--recipe", "byol"]));
     assert!(String::from_utf8_lossy(&o.stderr).contains("were made with recipe \"mocov3_vit\""));
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_last_good_one() {
+    let base = scratch("train_save_fails");
+    let shards = shards(&base);
+    let out = base.join("run");
+    let o = run(&mut train_cmd(&shards, &out, &["max_steps=4"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let good = out.join("checkpoints/step-00000004");
+    let bytes = std::fs::metadata(good.join("tensors.safetensors")).unwrap().len();
+    assert!(bytes > 64 << 10, "the tensors outgrow the limit below ({bytes} bytes)");
+    // A file-size limit (what a full disk looks like to a writer: the write fails part way):
+    // half the tensors file. plan.json and metrics.jsonl stay far below it.
+    let train = train_cmd(&shards, &out, &["max_steps=8"]);
+    let limit_kib = (bytes / 2 / 1024).to_string();
+    let o = run(Command::new("bash")
+        .args(["-c", "trap '' XFSZ; ulimit -f \"$0\"; exec \"$@\"", &limit_kib])
+        .arg(train.get_program())
+        .args(train.get_args())
+        .arg("--resume"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("checkpoint of step 8 could not be written"), "{err}");
+    assert!(err.contains("a file size limit was reached"), "{err}");
+    assert!(err.contains("the last good checkpoint is") && err.contains("step-00000004"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["step-00000004"], "no partial checkpoint or temporary is left");
+    // The kept checkpoint resumes; the run then finishes as if nothing had happened.
+    let o = run(train_cmd(&shards, &out, &["max_steps=8"]).arg("--resume"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(losses(&out).iter().map(|x| x.0).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
 }

@@ -1,0 +1,461 @@
+//! The training loop of a run folder: steps fed by a [`Feed`] of u8 batches, the
+//! log/checkpoint/k-NN cadence, the gradient-spike watch, the non-finite-loss stop, the metrics
+//! record, and resume from the folder's newest checkpoint. A command line (`twoview train`)
+//! opens the data and wires a loader into [`Feed`]; everything that decides what a run does is
+//! here, so that it is tested in-process.
+//!
+//! RUN_DIR holds `plan.json` (the resolved plan, written atomically at every start),
+//! `metrics.jsonl` ([`crate::metrics::Record`] lines) and `checkpoints/step-NNNNNNNN/`.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::Error;
+use crate::checkpoint::{self, Cursor, DataIdentity, Loaded, RunState, STATE_VERSION};
+use crate::config::Plan;
+use crate::knn::KnnResult;
+use crate::metrics::{KnnRecord, MetricsLog, Record, TrainRecord};
+use crate::train::{StepStats, Trainer};
+
+/// Errors of a feed or a hook: whatever the caller's crate uses.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One batch for a step.
+pub struct Fed {
+    /// `[B, 2, S, S, 3]` u8 on the trainer's device.
+    pub pixels: Tensor,
+    /// Where this batch is in the data order, and the cursor after it.
+    pub at: Cursor,
+    pub next: Cursor,
+    /// Whatever must outlive the step that reads `pixels` (the host buffer a device copy reads
+    /// from); dropped after the next step has run.
+    pub keep: Box<dyn Any>,
+}
+
+/// Where batches come from: the loader, as wired by the caller.
+pub trait Feed {
+    /// The next batch, `None` when the data ended.
+    fn next_batch(&mut self) -> Option<Result<Fed, BoxError>>;
+    /// Time spent waiting for batches so far.
+    fn waited(&self) -> Duration;
+    /// Rows replaced so far by the bad-row policy.
+    fn replaced_rows(&self) -> u64 {
+        0
+    }
+}
+
+/// What the loop reports as it goes, for printing.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A record was written to metrics.jsonl.
+    Logged(&'a TrainRecord),
+    Knn(&'a KnnRecord),
+    /// The first-layer gradient norm was over `factor` × its running median.
+    Spike {
+        step: u64,
+        norm: f64,
+        factor: f64,
+    },
+    /// A checkpoint was written (periodic saves are not reported).
+    Saved {
+        step: u64,
+        dir: &'a Path,
+    },
+}
+
+/// The caller's side of a run.
+pub trait Hooks {
+    /// Checked before every step: stop (saving a checkpoint) when true.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
+    /// k-NN of the current model on the val data and how many train images it used; `None`
+    /// when there is no val data.
+    fn knn(&mut self, _trainer: &Trainer) -> Result<Option<(KnnResult, usize)>, BoxError> {
+        Ok(None)
+    }
+    fn event(&mut self, _event: Event<'_>) {}
+}
+
+/// What a run was started with, beyond its plan: recorded in plan.json and every checkpoint,
+/// and compared on `--resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInputs {
+    pub data: DataIdentity,
+    /// The augmentation recipe as the pipeline serialises it.
+    pub recipe: serde_json::Value,
+    /// Given for plan.json: the shard folder and the device, as the user typed them.
+    pub shards: PathBuf,
+    pub device: String,
+}
+
+/// RUN_DIR/plan.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanFile {
+    pub plan: Plan,
+    pub recipe: String,
+    pub shards: PathBuf,
+    pub device: String,
+    pub data: DataIdentity,
+}
+
+/// Which differences `--resume` accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allow {
+    pub data_change: bool,
+    pub recipe_change: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// `steps` steps taken by this process (the plan's end reached).
+    Finished { steps: u64, secs: f64, last_loss: f64, data_wait: f64 },
+    /// Stopped on request after `step`, saved in `checkpoint`.
+    Interrupted { step: u64, checkpoint: PathBuf },
+    /// The loss of step `step` (1-based) was `loss`; nothing of it was applied.
+    NonFinite { step: u64, loss: f64, at: Cursor, last_good: Option<PathBuf> },
+    /// The run had finished before this start.
+    AlreadyDone { steps: u64 },
+}
+
+/// RUN_DIR/checkpoints.
+pub fn checkpoints(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+/// The checkpoint a start continues from: the newest when `resume`; an error when the folder
+/// holds a run and `resume` is not set. Removes temporaries of interrupted saves (the caller
+/// holds the run folder's lock, so no live trainer owns them).
+pub fn resume_point(run: &Path, resume: bool, device: Device) -> Result<Option<Loaded>, Error> {
+    let root = checkpoints(run);
+    checkpoint::clean_temporaries(&root);
+    match (checkpoint::latest(&root)?, resume) {
+        (Some(dir), true) => checkpoint::load_dir(&dir, device).map(Some),
+        (Some(newest), false) => Err(Error::RunExists { dir: run.to_owned(), newest }),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Refuses to resume `saved` on other shards or with another recipe unless `allow` says so;
+/// returns warnings for what was allowed or could not be checked.
+pub fn check_resume(saved: &RunState, now: &RunInputs, allow: Allow) -> Result<Vec<String>, Error> {
+    let mut warnings = Vec::new();
+    match &saved.data {
+        Some(d) if *d != now.data && !allow.data_change => {
+            return Err(Error::Resume(format!(
+                "{} are not the shards this run trained on (checkpoint: manifest {} with {} \
+                 rows; now: manifest {} with {} rows); steps per epoch, the lr and momentum \
+                 schedules and the data order depend on them. Use the run's shards, or pass \
+                 --allow-data-change to continue anyway",
+                now.shards.display(),
+                d.manifest_checksum,
+                d.train_rows,
+                now.data.manifest_checksum,
+                now.data.train_rows
+            )));
+        }
+        Some(d) if *d != now.data => {
+            warnings.push("--allow-data-change: the shards differ from the run's".into())
+        }
+        Some(_) => {}
+        None => warnings.push("the checkpoint records no data identity (older run)".into()),
+    }
+    if let Some(r) = &saved.recipe
+        && *r != now.recipe
+        && !allow.recipe_change
+    {
+        let name = |v: &serde_json::Value| v["name"].as_str().unwrap_or("?").to_owned();
+        return Err(Error::Resume(format!(
+            "recipe {:?} is not the one this run trained with ({:?}); pass the run's --recipe, \
+             or --allow-recipe-change to continue anyway",
+            name(&now.recipe),
+            name(r)
+        )));
+    }
+    Ok(warnings)
+}
+
+/// Running median of the first layer's gradient norm, for spike flags.
+#[derive(Debug)]
+struct SpikeWatch {
+    recent: VecDeque<f64>,
+    factor: f64,
+}
+
+impl SpikeWatch {
+    fn check(&mut self, v: f64) -> bool {
+        let spike = self.recent.len() >= 10 && {
+            let mut s: Vec<f64> = self.recent.iter().copied().collect();
+            s.sort_by(f64::total_cmp);
+            v > self.factor * s[s.len() / 2]
+        };
+        if self.recent.len() == 50 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(v);
+        spike
+    }
+}
+
+/// Throughput since the previous log record.
+#[derive(Debug)]
+struct Window {
+    /// When this process started stepping.
+    t0: Instant,
+    start: Instant,
+    waited: Duration,
+    step: u64,
+}
+
+/// A run folder's training, from a fresh start or a checkpoint.
+#[derive(Debug)]
+pub struct TrainLoop {
+    trainer: Trainer,
+    run: PathBuf,
+    inputs: RunInputs,
+    cursor: Cursor,
+    metrics: MetricsLog,
+    spikes: SpikeWatch,
+    start_step: u64,
+    saved_at: u64,
+}
+
+impl TrainLoop {
+    /// Builds the trainer for `plan` (restored from `resumed` when given), writes plan.json and
+    /// opens metrics.jsonl (dropping records after the checkpoint's step).
+    pub fn new(
+        plan: Plan,
+        device: Device,
+        run: &Path,
+        inputs: RunInputs,
+        resumed: Option<&Loaded>,
+    ) -> Result<Self, Error> {
+        std::fs::create_dir_all(run).map_err(Error::file("cannot create", run))?;
+        let file = PlanFile {
+            plan: plan.clone(),
+            recipe: inputs.recipe["name"].as_str().unwrap_or("?").to_owned(),
+            shards: inputs.shards.clone(),
+            device: inputs.device.clone(),
+            data: inputs.data.clone(),
+        };
+        let text = serde_json::to_string_pretty(&file).expect("a plan serialises") + "\n";
+        crate::metrics::write_atomic(&run.join("plan.json"), text.as_bytes())?;
+        let mut trainer = Trainer::new(plan, device);
+        let mut cursor = Cursor::default();
+        if let Some(l) = resumed {
+            trainer.restore(l)?;
+            cursor = l.state.cursor;
+        }
+        let start_step = trainer.step;
+        let metrics = MetricsLog::open(&run.join("metrics.jsonl"), start_step)?;
+        let factor = trainer.plan.config.spike_factor;
+        Ok(Self {
+            trainer,
+            run: run.to_owned(),
+            inputs,
+            cursor,
+            metrics,
+            spikes: SpikeWatch { recent: VecDeque::new(), factor },
+            start_step,
+            saved_at: start_step,
+        })
+    }
+
+    pub fn trainer(&self) -> &Trainer {
+        &self.trainer
+    }
+
+    /// Where the next batch must come from (the loader starts here).
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// Steps taken when this process started.
+    pub fn start_step(&self) -> u64 {
+        self.start_step
+    }
+
+    /// The state a checkpoint of now holds.
+    pub fn state(&self) -> RunState {
+        RunState {
+            version: STATE_VERSION,
+            step: self.trainer.step,
+            cursor: self.cursor,
+            plan: self.trainer.plan.clone(),
+            optimizer_steps: self.trainer.opt.steps,
+            data: Some(self.inputs.data.clone()),
+            recipe: Some(self.inputs.recipe.clone()),
+        }
+    }
+
+    /// Writes a checkpoint of the current step; a failure names the last good one.
+    pub fn save(&mut self) -> Result<PathBuf, Error> {
+        let root = checkpoints(&self.run);
+        let keep = self.trainer.plan.config.keep_checkpoints;
+        let step = self.trainer.step;
+        match checkpoint::save(&root, step, &self.trainer.state_tensors(), &self.state(), keep) {
+            Ok(dir) => {
+                self.saved_at = step;
+                Ok(dir)
+            }
+            Err(e) => Err(Error::SaveFailed {
+                step,
+                source: Box::new(e),
+                last_good: checkpoint::latest(&root).ok().flatten(),
+            }),
+        }
+    }
+
+    fn knn(&mut self, hooks: &mut dyn Hooks) -> Result<(), Error> {
+        let step = self.trainer.step;
+        let found = hooks.knn(&self.trainer).map_err(|source| Error::Knn { step, source })?;
+        if let Some((r, train_images)) = found {
+            let rec = KnnRecord {
+                step,
+                top1: r.top1,
+                top5: r.top5,
+                k: r.k,
+                val_images: r.n,
+                train_images,
+            };
+            self.metrics.write(&Record::Knn(rec.clone()))?;
+            hooks.event(Event::Knn(&rec));
+        }
+        Ok(())
+    }
+
+    /// Runs until the plan's last step, a stop request, or a non-finite loss.
+    pub fn run(&mut self, feed: &mut dyn Feed, hooks: &mut dyn Hooks) -> Result<Outcome, Error> {
+        let plan = self.trainer.plan.clone();
+        if self.start_step >= plan.steps && self.start_step > 0 {
+            return Ok(Outcome::AlreadyDone { steps: plan.steps });
+        }
+        if self.start_step == 0 && plan.config.knn_every > 0 {
+            self.knn(hooks)?;
+        }
+        let t0 = Instant::now();
+        let mut window = Window { t0, start: t0, waited: feed.waited(), step: self.trainer.step };
+        let mut held: Option<Fed> = None;
+        let mut last_loss = f64::NAN;
+        while self.trainer.step < plan.steps {
+            if hooks.stop_requested() {
+                drop(held);
+                let checkpoint = self.final_save(hooks)?;
+                return Ok(Outcome::Interrupted { step: self.trainer.step, checkpoint });
+            }
+            let step = self.trainer.step;
+            let fed = match feed.next_batch() {
+                Some(Ok(b)) => b,
+                Some(Err(source)) => return Err(Error::Feed { step: step + 1, source }),
+                None => {
+                    return Err(Error::Feed { step: step + 1, source: "the data ended".into() });
+                }
+            };
+            let stats = match self.trainer.train_step(&fed.pixels) {
+                Ok(s) => s,
+                Err(nf) => return self.non_finite(nf.step + 1, nf.loss, fed.at),
+            };
+            self.cursor = fed.next;
+            // The previous batch's host buffer is free once this step (which synchronised on
+            // the loss) has run.
+            held = Some(fed);
+            last_loss = stats.loss;
+            self.after_step(&stats, &mut window, feed, hooks)?;
+        }
+        drop(held);
+        self.final_save(hooks)?;
+        self.knn(hooks)?;
+        let secs = t0.elapsed().as_secs_f64();
+        Ok(Outcome::Finished {
+            steps: self.trainer.step - self.start_step,
+            secs,
+            last_loss,
+            data_wait: feed.waited().as_secs_f64() / secs.max(1e-9),
+        })
+    }
+
+    /// A checkpoint of the current step, written unless it exists.
+    fn final_save(&mut self, hooks: &mut dyn Hooks) -> Result<PathBuf, Error> {
+        if self.saved_at == self.trainer.step
+            && let Some(dir) = checkpoint::latest(&checkpoints(&self.run))?
+        {
+            return Ok(dir);
+        }
+        let dir = self.save()?;
+        hooks.event(Event::Saved { step: self.trainer.step, dir: &dir });
+        Ok(dir)
+    }
+
+    fn non_finite(&mut self, step: u64, loss: f64, at: Cursor) -> Result<Outcome, Error> {
+        self.metrics.write(&Record::NonFinite { step, loss: format!("{loss}") })?;
+        let last_good = checkpoint::latest(&checkpoints(&self.run))?;
+        Ok(Outcome::NonFinite { step, loss, at, last_good })
+    }
+
+    /// Spike watch, log record, periodic checkpoint and k-NN after a step.
+    fn after_step(
+        &mut self,
+        stats: &StepStats,
+        window: &mut Window,
+        feed: &dyn Feed,
+        hooks: &mut dyn Hooks,
+    ) -> Result<(), Error> {
+        let c = &self.trainer.plan.config;
+        let (log_every, ckpt_every, knn_every) =
+            (c.log_every.max(1), c.checkpoint_every, c.knn_every);
+        let step = self.trainer.step;
+        let last = step == self.trainer.plan.steps;
+        let spike = self.spikes.check(stats.grad_norm_first);
+        if spike {
+            let (norm, factor) = (stats.grad_norm_first, self.spikes.factor);
+            hooks.event(Event::Spike { step, norm, factor });
+        }
+        if step.is_multiple_of(log_every) || last || spike {
+            let rec = self.record(stats, spike, window, feed);
+            self.metrics.write(&Record::Train(rec.clone()))?;
+            hooks.event(Event::Logged(&rec));
+        }
+        if ckpt_every > 0 && step.is_multiple_of(ckpt_every) {
+            self.save()?;
+        }
+        if knn_every > 0 && step.is_multiple_of(knn_every) && !last {
+            self.knn(hooks)?;
+        }
+        Ok(())
+    }
+
+    fn record(&self, s: &StepStats, spike: bool, w: &mut Window, feed: &dyn Feed) -> TrainRecord {
+        let now = Instant::now();
+        let waited = feed.waited();
+        let step = self.trainer.step;
+        let secs = (now - w.start).as_secs_f64().max(1e-9);
+        let plan = &self.trainer.plan;
+        let img_per_s = (step - w.step) as f64 * plan.config.batch_size as f64 / secs;
+        let data_wait = (waited.saturating_sub(w.waited)).as_secs_f64() / secs;
+        let t0 = w.t0;
+        *w = Window { t0, start: now, waited, step };
+        TrainRecord {
+            step,
+            epoch: step as f64 / plan.schedule.steps_per_epoch.max(1) as f64,
+            loss: s.loss,
+            lr: s.lr,
+            momentum: s.momentum,
+            grad_norm: s.grad_norm,
+            grad_norm_first: s.grad_norm_first,
+            img_per_s,
+            data_wait,
+            spike,
+            replaced_rows: feed.replaced_rows(),
+            elapsed_s: (now - t0).as_secs_f64(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
