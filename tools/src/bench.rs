@@ -167,38 +167,8 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
         }
     }
     let med = median(times.clone());
-    let mut phases = serde_json::Map::new();
-    if a.phases {
-        let sync = || {
-            if let tch::Device::Cuda(i) = device {
-                tch::Cuda::synchronize(i as i64);
-            }
-        };
-        let mut ph: [Vec<f64>; 5] = Default::default();
-        for _ in 0..a.steps {
-            let mut t = Instant::now();
-            let mut lap = |k: usize, t: &mut Instant| {
-                sync();
-                ph[k].push(t.elapsed().as_secs_f64());
-                *t = Instant::now();
-            };
-            let (x1, x2) = trainer.views(&batch);
-            lap(0, &mut t);
-            trainer.opt.zero_grad();
-            let out = trainer.moco.forward(&x1, &x2, 0.99);
-            let _ = out.loss.double_value(&[]);
-            lap(1, &mut t);
-            out.loss.backward();
-            lap(2, &mut t);
-            let _ = twoview_model::optim::global_norm(trainer.opt.grads().iter().map(|(_, g)| g));
-            lap(3, &mut t);
-            trainer.opt.step(1e-4);
-            lap(4, &mut t);
-        }
-        for (name, v) in ["views", "forward", "backward", "grad_norm", "optimizer"].iter().zip(ph) {
-            phases.insert((*name).into(), median(v).into());
-        }
-    }
+    let phases =
+        if a.phases { phase_times(&mut trainer, &batch, a.steps) } else { Default::default() };
     println!(
         "{}",
         serde_json::json!({
@@ -211,6 +181,43 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// Median seconds of each phase of a step (synchronised after each on CUDA).
+fn phase_times(
+    trainer: &mut twoview_model::train::Trainer,
+    batch: &tch::Tensor,
+    steps: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let device = trainer.device;
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut ph: [Vec<f64>; 5] = Default::default();
+    for _ in 0..steps {
+        let mut t = Instant::now();
+        let mut lap = |k: usize, t: &mut Instant| {
+            sync();
+            ph[k].push(t.elapsed().as_secs_f64());
+            *t = Instant::now();
+        };
+        let (x1, x2) = trainer.views(batch);
+        lap(0, &mut t);
+        trainer.opt.zero_grad();
+        let out = trainer.moco.forward(&x1, &x2, 0.99);
+        let _ = out.loss.double_value(&[]);
+        lap(1, &mut t);
+        out.loss.backward();
+        lap(2, &mut t);
+        let _ = twoview_model::optim::global_norm(trainer.opt.grads().iter().map(|(_, g)| g));
+        lap(3, &mut t);
+        trainer.opt.step(1e-4);
+        lap(4, &mut t);
+    }
+    let names = ["views", "forward", "backward", "grad_norm", "optimizer"];
+    names.iter().zip(ph).map(|(name, v)| ((*name).to_owned(), median(v).into())).collect()
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -236,12 +243,12 @@ fn time_per_call(calls: usize, mut f: impl FnMut(usize)) -> f64 {
     )
 }
 
-fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
-    let recipe = Recipe::preset_or_file(&args.recipe)?;
+/// The bench's source images: `args.images` resized to the source size.
+fn augment_sources(args: &AugmentArgs) -> anyhow::Result<Vec<RgbImage>> {
     let paths = decode::find_images(&args.images, args.n_images)?;
     anyhow::ensure!(!paths.is_empty(), "no images in {:?}", args.images);
     let mut resizer = CropResizer::new();
-    let sources = paths
+    paths
         .iter()
         .map(|p| {
             let img = decode::open_rgb(p)?;
@@ -250,7 +257,12 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
             resizer.crop_resize(img.view(), whole, &mut src.view_mut())?;
             Ok(src)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect()
+}
+
+fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
+    let recipe = Recipe::preset_or_file(&args.recipe)?;
+    let sources = augment_sources(args)?;
     let n = sources.len();
     println!(
         "augment bench: recipe {}, {} sources at {}x{}, views {}x{}, 1 thread, SIMD {}",
@@ -278,7 +290,25 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
         pair_s * 1e6
     );
 
-    // Per op, on one view-sized image (in place, so the cost of a copy is not counted).
+    let ops = op_times(args, &sources);
+    for (name, s) in &ops {
+        println!("op/{name}: {:.1} us", s * 1e6);
+    }
+    // One JSON line for scripts/bench-augment.sh.
+    let fields: Vec<String> = ops.iter().map(|(k, s)| format!("\"{k}\": {:.3}", s * 1e6)).collect();
+    println!(
+        "JSON {{\"impl\": \"twoview\", \"simd\": \"{}\", \"pairs_per_s\": {:.1}, \"op_us\": {{{}}}}}",
+        twoview_pipeline::simd::level().name(),
+        1.0 / pair_s,
+        fields.join(", ")
+    );
+    Ok(())
+}
+
+/// Seconds per call of each op, on one view-sized image (in place, so the cost of a copy is
+/// not counted).
+fn op_times(args: &AugmentArgs, sources: &[RgbImage]) -> Vec<(&'static str, f64)> {
+    let n = sources.len();
     let crop = augment::RandomResizedCrop::with_crop_min(0.08);
     let mut rng = Rng::from_seed(1);
     let boxes: Vec<CropBox> =
@@ -320,18 +350,7 @@ fn augment(args: &AugmentArgs) -> anyhow::Result<()> {
         blur.apply(&mut img.view_mut(), 0.1 + (i % 20) as f32 * 0.1, &mut scratch)
     });
     per_op("solarize", &mut |img, _| augment::solarize(&mut img.view_mut(), 128));
-    for (name, s) in &ops {
-        println!("op/{name}: {:.1} us", s * 1e6);
-    }
-    // One JSON line for scripts/bench-augment.sh.
-    let fields: Vec<String> = ops.iter().map(|(k, s)| format!("\"{k}\": {:.3}", s * 1e6)).collect();
-    println!(
-        "JSON {{\"impl\": \"twoview\", \"simd\": \"{}\", \"pairs_per_s\": {:.1}, \"op_us\": {{{}}}}}",
-        twoview_pipeline::simd::level().name(),
-        1.0 / pair_s,
-        fields.join(", ")
-    );
-    Ok(())
+    ops
 }
 
 fn decode_bench(args: &DecodeArgs) -> anyhow::Result<()> {
@@ -400,42 +419,50 @@ fn status_mb(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
+/// Pairs per second and the fraction of wall time spent waiting, over `args.batches`
+/// batches, with a simulated step of `step` per batch.
+fn time_loader(
+    args: &LoaderArgs,
+    set: &twoview_formats::ShardSet,
+    step: std::time::Duration,
+) -> anyhow::Result<(f64, f64)> {
     use std::sync::Arc;
-    use std::time::Duration;
     use twoview_pipeline::loader::{HeapAlloc, Loader, LoaderConfig};
-    let set = twoview_formats::ShardSet::open(&args.shards, &args.split)?;
-    let rows = set.len();
     let cfg = LoaderConfig {
         threads: args.threads,
         prefetch: 4,
         ..LoaderConfig::new(args.batch, args.size)
     };
-    let run = |step: Duration| -> anyhow::Result<(f64, f64)> {
-        let mut loader = if args.views {
-            Loader::from_views(&args.shards, &args.split, cfg.clone())?
-        } else {
-            Loader::new(set.clone(), Recipe::mocov3_vit(), cfg.clone(), Arc::new(HeapAlloc))?
-        };
-        for _ in 0..3 {
-            loader.next_batch().expect("endless")?;
-        }
-        let wait0 = loader.stats().wait;
-        let t = Instant::now();
-        let mut pairs = 0usize;
-        for _ in 0..args.batches {
-            let b = loader.next_batch().expect("endless")?;
-            pairs += b.len;
-            std::hint::black_box(b.pixels()[0]);
-            if !step.is_zero() {
-                // A GPU step: the consumer thread waits (on CUDA) rather than computes.
-                std::thread::sleep(step);
-            }
-        }
-        let wall = t.elapsed().as_secs_f64();
-        let wait = (loader.stats().wait - wait0).as_secs_f64();
-        Ok((pairs as f64 / wall, wait / wall))
+    let mut loader = if args.views {
+        Loader::from_views(&args.shards, &args.split, cfg)?
+    } else {
+        Loader::new(set.clone(), Recipe::mocov3_vit(), cfg, Arc::new(HeapAlloc))?
     };
+    for _ in 0..3 {
+        loader.next_batch().expect("endless")?;
+    }
+    let wait0 = loader.stats().wait;
+    let t = Instant::now();
+    let mut pairs = 0usize;
+    for _ in 0..args.batches {
+        let b = loader.next_batch().expect("endless")?;
+        pairs += b.len;
+        std::hint::black_box(b.pixels()[0]);
+        if !step.is_zero() {
+            // A GPU step: the consumer thread waits (on CUDA) rather than computes.
+            std::thread::sleep(step);
+        }
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let wait = (loader.stats().wait - wait0).as_secs_f64();
+    Ok((pairs as f64 / wall, wait / wall))
+}
+
+fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
+    use std::time::Duration;
+    let set = twoview_formats::ShardSet::open(&args.shards, &args.split)?;
+    let rows = set.len();
+    let run = |step: Duration| time_loader(args, &set, step);
     let (pairs_per_s, _) = run(Duration::ZERO)?;
     let (mut with_step, mut wait_frac) = (pairs_per_s, 1.0);
     if args.step_fraction > 0.0 {

@@ -140,69 +140,71 @@ fn open(src: &Source) -> anyhow::Result<Opened> {
 
 pub fn run(cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Knn(a) => {
-            let o = open(&a.src)?;
-            let p =
-                KnnParams { classes: o.classes, k: a.k, temperature: a.temperature, chunk: 512 };
-            let limits = (a.src.train_limit, a.src.val_limit);
-            let r = crate::features::knn_eval(&o.moco, o.autocast, &o.train, &o.val, limits, p)?;
-            eprintln!(
-                "eval knn: {} ({}, {}), k {}, T {}",
-                o.dir.display(),
-                o.what,
-                o.precision,
-                r.k,
-                a.temperature
-            );
-            println!(
-                "{}",
-                serde_json::json!({
-                    "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
-                    "top1": r.top1, "top5": r.top5, "k": r.k, "temperature": a.temperature,
-                    "val_images": r.n, "precision": o.precision,
-                })
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Linear(a) => {
-            let o = open(&a.src)?;
-            let rows = |s: &ShardSet, limit| spread_rows(s.len(), limit);
-            let (tf, tl) =
-                features(&o.moco, o.autocast, &o.train, rows(&o.train, a.src.train_limit))?;
-            let (vf, vl) = features(&o.moco, o.autocast, &o.val, rows(&o.val, a.src.val_limit))?;
-            let cfg = ProbeConfig {
-                protocol: a.protocol,
-                epochs: a.epochs,
-                batch: a.batch,
-                base_lr: a.base_lr,
-                ..ProbeConfig::default()
-            };
-            let r = linear_probe(
-                Labeled { features: &tf, labels: &tl },
-                Labeled { features: &vf, labels: &vl },
-                o.classes,
-                cfg,
-            );
-            eprintln!(
-                "eval linear: {} ({}), {} probe, {} epochs over {} cached train features",
-                o.dir.display(),
-                o.what,
-                a.protocol.name(),
-                a.epochs,
-                tf.size()[0]
-            );
-            println!(
-                "{}",
-                serde_json::json!({
-                    "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
-                    "top1": r.top1, "top5": r.top5, "epochs": a.epochs,
-                    "train_images": tf.size()[0], "val_images": r.n, "precision": o.precision,
-                    "protocol": a.protocol.name(),
-                })
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Knn(a) => knn_cmd(a),
+        Command::Linear(a) => linear_cmd(a),
     }
+}
+
+fn knn_cmd(a: &KnnArgs) -> anyhow::Result<ExitCode> {
+    let o = open(&a.src)?;
+    let p = KnnParams { classes: o.classes, k: a.k, temperature: a.temperature, chunk: 512 };
+    let limits = (a.src.train_limit, a.src.val_limit);
+    let r = crate::features::knn_eval(&o.moco, o.autocast, &o.train, &o.val, limits, p)?;
+    eprintln!(
+        "eval knn: {} ({}, {}), k {}, T {}",
+        o.dir.display(),
+        o.what,
+        o.precision,
+        r.k,
+        a.temperature
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
+            "top1": r.top1, "top5": r.top5, "k": r.k, "temperature": a.temperature,
+            "val_images": r.n, "precision": o.precision,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn linear_cmd(a: &LinearArgs) -> anyhow::Result<ExitCode> {
+    let o = open(&a.src)?;
+    let rows = |s: &ShardSet, limit| spread_rows(s.len(), limit);
+    let (tf, tl) = features(&o.moco, o.autocast, &o.train, rows(&o.train, a.src.train_limit))?;
+    let (vf, vl) = features(&o.moco, o.autocast, &o.val, rows(&o.val, a.src.val_limit))?;
+    let cfg = ProbeConfig {
+        protocol: a.protocol,
+        epochs: a.epochs,
+        batch: a.batch,
+        base_lr: a.base_lr,
+        ..ProbeConfig::default()
+    };
+    let r = linear_probe(
+        Labeled { features: &tf, labels: &tl },
+        Labeled { features: &vf, labels: &vl },
+        o.classes,
+        cfg,
+    );
+    eprintln!(
+        "eval linear: {} ({}), {} probe, {} epochs over {} cached train features",
+        o.dir.display(),
+        o.what,
+        a.protocol.name(),
+        a.epochs,
+        tf.size()[0]
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "checkpoint": o.dir, "step": o.step, "random_init": a.src.random_init,
+            "top1": r.top1, "top5": r.top5, "epochs": a.epochs,
+            "train_images": tf.size()[0], "val_images": r.n, "precision": o.precision,
+            "protocol": a.protocol.name(),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
@@ -211,6 +213,9 @@ pub fn export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
     let tmp = a.out.with_extension("safetensors.tmp");
     tch::Tensor::write_safetensors(&tensors, &tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot fsync {}", tmp.display()))?;
     std::fs::rename(&tmp, &a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
     let meta = serde_json::json!({
         "source": dir, "step": step, "tensors": tensors.len(),

@@ -115,14 +115,8 @@ pub struct Args {
     threads: Option<usize>,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if let Some(t) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t.max(1))
-            .build_global()
-            .context("thread pool")?;
-    }
-    let opts = PrepOptions {
+fn options(args: &Args) -> PrepOptions {
+    PrepOptions {
         fit: args.max_side.map_or(Fit::ShortSide(args.short_side), Fit::MaxSide),
         upscale: args.upscale,
         filter: match args.filter {
@@ -143,7 +137,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         dct_scaling: !args.no_dct_scaling,
         apply_exif_orientation: args.exif_orientation,
         max_pixels: args.max_pixels,
-    };
+    }
+}
+
+/// Scans ROOT and says what it found.
+fn scan(args: &Args) -> anyhow::Result<prep::Scan> {
     let selection = match args.split {
         SplitArg::Train => SplitSelection::Train,
         SplitArg::Val => SplitSelection::Val,
@@ -163,6 +161,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    Ok(scan)
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global()
+            .context("thread pool")?;
+    }
+    let opts = options(args);
+    let scan = scan(args)?;
     crate::signals::install();
     let total: u64 = scan.splits.values().map(|v| v.len() as u64).sum();
     let mut bar = Progress::new(total, "images");
@@ -177,47 +187,55 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     bar.finish();
     let s = result.with_context(|| format!("prep-shards into {}", args.out.display()))?;
     if args.views > 0 {
-        let split = if s.rows.contains_key("train") {
-            "train"
-        } else {
-            s.rows.keys().next().map_or("train", |k| k.as_str())
-        };
-        let vs = prep::ViewsSettings {
-            split: split.to_owned(),
-            k: args.views,
-            size: args.view_size,
-            recipe: twoview_pipeline::augment::Recipe::preset_or_file(&args.view_recipe)?,
-            seed: args.view_seed,
-            rows_per_shard: opts.rows_per_shard,
-            batch_rows: args.view_batch_rows.max(1),
-        };
-        let total = s.rows.get(split).copied().unwrap_or(0) * args.views as u64;
-        eprintln!(
-            "prep-shards: writing {} offline view variants of {split} at {}px",
-            args.views, args.view_size
-        );
-        let mut bar = Progress::new(total, "view pairs");
-        let r = prep::write_views(&args.out, &vs, crate::signals::flag(), |done, _| {
-            bar.update(done, String::new())
-        });
-        bar.finish();
-        r.with_context(|| format!("offline views into {}", args.out.display()))?;
-        println!(
-            "offline views: {} variants of {split} ({} rows each) at {}x{}",
-            args.views,
-            s.rows.get(split).copied().unwrap_or(0),
-            args.view_size,
-            args.view_size
-        );
+        views(args, &s, opts.rows_per_shard)?;
     }
+    summary(args, &s);
+    skipped(&s)
+}
 
+/// `--views K`: offline view variants of the train split (or the only split).
+fn views(args: &Args, s: &prep::PrepSummary, rows_per_shard: usize) -> anyhow::Result<()> {
+    let split = if s.rows.contains_key("train") {
+        "train"
+    } else {
+        s.rows.keys().next().map_or("train", |k| k.as_str())
+    };
+    let vs = prep::ViewsSettings {
+        split: split.to_owned(),
+        k: args.views,
+        size: args.view_size,
+        recipe: twoview_pipeline::augment::Recipe::preset_or_file(&args.view_recipe)?,
+        seed: args.view_seed,
+        rows_per_shard,
+        batch_rows: args.view_batch_rows.max(1),
+    };
+    let rows = s.rows.get(split).copied().unwrap_or(0);
+    eprintln!(
+        "prep-shards: writing {} offline view variants of {split} at {}px",
+        args.views, args.view_size
+    );
+    let mut bar = Progress::new(rows * args.views as u64, "view pairs");
+    let r = prep::write_views(&args.out, &vs, crate::signals::flag(), |done, _| {
+        bar.update(done, String::new())
+    });
+    bar.finish();
+    r.with_context(|| format!("offline views into {}", args.out.display()))?;
+    let side = args.view_size;
+    println!(
+        "offline views: {} variants of {split} ({rows} rows each) at {side}x{side}",
+        args.views
+    );
+    Ok(())
+}
+
+/// What was stored, how big and how fast.
+fn summary(args: &Args, s: &prep::PrepSummary) {
     if s.already_complete {
         println!(
             "{} is already complete for these inputs and settings; nothing to do.",
             args.out.display()
         );
     }
-    let stored: u64 = s.rows.values().sum();
     for (split, inputs) in &s.inputs {
         println!("{split}: {} of {inputs} inputs stored", s.rows[split]);
     }
@@ -243,10 +261,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     if s.skipped.is_empty() {
-        println!(
-            "all {stored} inputs stored; manifest: {}",
-            args.out.join("manifest.json").display()
-        );
+        let stored: u64 = s.rows.values().sum();
+        let manifest = args.out.join("manifest.json");
+        println!("all {stored} inputs stored; manifest: {}", manifest.display());
+    }
+}
+
+/// The skipped inputs (the first 20) and the exit status: 3 when any was skipped.
+fn skipped(s: &prep::PrepSummary) -> anyhow::Result<ExitCode> {
+    if s.skipped.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     let kinds: Vec<String> = s.skipped_by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();

@@ -70,6 +70,51 @@ fn row_image(dec: &mut Decoder, row: &Row<'_>) -> anyhow::Result<RgbImage> {
     })
 }
 
+/// One split's rows, sizes, encodings and class balance.
+fn describe_split(dir: &std::path::Path, m: &Manifest, name: &str) -> anyhow::Result<()> {
+    let set = ShardSet::open(dir, name)?;
+    let split = &m.splits[name];
+    let bytes: u64 = split.shards.iter().map(|s| s.bytes).sum();
+    let (mut raw, mut jpeg, mut pix) = (0u64, 0u64, 0u64);
+    let mut shorts = Vec::with_capacity(set.len() as usize);
+    let mut per_class = vec![0u64; m.classes.len()];
+    for shard in set.shards() {
+        for r in shard.rows() {
+            match r.encoding {
+                Encoding::RawRgb => raw += 1,
+                Encoding::Jpeg => jpeg += 1,
+            }
+            pix += r.pixels.len() as u64;
+            shorts.push(r.width.min(r.height));
+            if let Some(c) = per_class.get_mut(r.label.max(0) as usize).filter(|_| r.label >= 0) {
+                *c += 1;
+            }
+        }
+    }
+    shorts.sort_unstable();
+    let q =
+        |f: f64| shorts.get(((shorts.len().max(1) - 1) as f64 * f) as usize).copied().unwrap_or(0);
+    let (cmin, cmax) = (
+        per_class.iter().min().copied().unwrap_or(0),
+        per_class.iter().max().copied().unwrap_or(0),
+    );
+    println!(
+        "{name}: {} rows of {} inputs in {} shards, {:.1} MB ({:.1} KB/image); {raw} raw, {jpeg} JPEG",
+        split.rows,
+        split.inputs,
+        split.shards.len(),
+        bytes as f64 / 1e6,
+        pix as f64 / set.len().max(1) as f64 / 1e3
+    );
+    println!(
+        "  shorter side: min {} / median {} / max {}; rows per class: {cmin}..{cmax}",
+        q(0.0),
+        q(0.5),
+        q(1.0)
+    );
+    Ok(())
+}
+
 fn inspect(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let m = Manifest::load(dir)?;
     println!("{}  (format {}, written by {})", dir.display(), m.format_version, m.created_by);
@@ -81,48 +126,7 @@ fn inspect(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         if m.classes.len() > 5 { ", …" } else { "" }
     );
     for name in m.splits.keys() {
-        let set = ShardSet::open(dir, name)?;
-        let split = &m.splits[name];
-        let bytes: u64 = split.shards.iter().map(|s| s.bytes).sum();
-        let (mut raw, mut jpeg, mut pix) = (0u64, 0u64, 0u64);
-        let mut shorts = Vec::with_capacity(set.len() as usize);
-        let mut per_class = vec![0u64; m.classes.len()];
-        for shard in set.shards() {
-            for r in shard.rows() {
-                match r.encoding {
-                    Encoding::RawRgb => raw += 1,
-                    Encoding::Jpeg => jpeg += 1,
-                }
-                pix += r.pixels.len() as u64;
-                shorts.push(r.width.min(r.height));
-                if let Some(c) = per_class.get_mut(r.label.max(0) as usize).filter(|_| r.label >= 0)
-                {
-                    *c += 1;
-                }
-            }
-        }
-        shorts.sort_unstable();
-        let q = |f: f64| {
-            shorts.get(((shorts.len().max(1) - 1) as f64 * f) as usize).copied().unwrap_or(0)
-        };
-        let (cmin, cmax) = (
-            per_class.iter().min().copied().unwrap_or(0),
-            per_class.iter().max().copied().unwrap_or(0),
-        );
-        println!(
-            "{name}: {} rows of {} inputs in {} shards, {:.1} MB ({:.1} KB/image); {raw} raw, {jpeg} JPEG",
-            split.rows,
-            split.inputs,
-            split.shards.len(),
-            bytes as f64 / 1e6,
-            pix as f64 / set.len().max(1) as f64 / 1e3
-        );
-        println!(
-            "  shorter side: min {} / median {} / max {}; rows per class: {cmin}..{cmax}",
-            q(0.0),
-            q(0.5),
-            q(1.0)
-        );
+        describe_split(dir, &m, name)?;
     }
     println!("skipped inputs: {}", m.skipped.len());
     for s in m.skipped.iter().take(10) {
