@@ -1,9 +1,11 @@
-//! Resizing a whole image to a storage size (prep-shards): shorter side (torchvision's
-//! `Resize(n)`) or longer side, through fast_image_resize's SIMD convolution.
+//! Resizing, for prep-shards (a whole image to a storage size: shorter side, torchvision's
+//! `Resize(n)`, or longer side) and for augmentation (a crop to a view), through one
+//! [`Resizer`] over fast_image_resize's SIMD convolution.
 
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
 
-use crate::{Error, RgbImage, RgbRef};
+use crate::augment::CropBox;
+use crate::{Error, RgbImage, RgbMut, RgbRef};
 
 /// Which side to bring to the target size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,7 +71,10 @@ impl Fit {
     }
 }
 
-/// A reusable resizer (one per worker thread).
+/// A worker's reusable resizer (one per thread), for both jobs: a whole image to its storage
+/// size (prep-shards) and a crop to a view (RandomResizedCrop, eval centre crops). One
+/// fast_image_resize convolution pass, antialiased when shrinking (the filter support grows with
+/// the downscale factor), as PIL's `Image.resize`.
 pub struct Resizer {
     inner: fir::Resizer,
 }
@@ -81,9 +86,50 @@ impl Default for Resizer {
 }
 
 impl Resizer {
-    /// A new resizer.
+    /// A resizer using the best SIMD extensions of this CPU.
     pub fn new() -> Self {
         Self { inner: fir::Resizer::new() }
+    }
+
+    /// Resizes the `crop` of `src` to fill `dst` with `filter`.
+    pub fn resize_into(
+        &mut self,
+        src: RgbRef<'_>,
+        crop: CropBox,
+        dst: &mut RgbMut<'_>,
+        filter: Filter,
+    ) -> Result<(), Error> {
+        let (dst_w, dst_h) = (dst.width(), dst.height());
+        let err = |reason: String| Error::Resize {
+            src_w: src.width(),
+            src_h: src.height(),
+            dst_w,
+            dst_h,
+            reason,
+        };
+        let src_img =
+            fir::images::ImageRef::new(src.width(), src.height(), src.data(), PixelType::U8x3)
+                .map_err(|e| err(e.to_string()))?;
+        let mut dst_img =
+            fir::images::Image::from_slice_u8(dst_w, dst_h, dst.data(), PixelType::U8x3)
+                .map_err(|e| err(e.to_string()))?;
+        // Resize a cropped *view*, not the whole image with a crop box: torchvision crops first,
+        // so the filter clamps at the crop's edges instead of reading the pixels beyond them.
+        let cropped =
+            fir::images::CroppedImage::new(&src_img, crop.left, crop.top, crop.width, crop.height)
+                .map_err(|e| err(e.to_string()))?;
+        let options = ResizeOptions::new().resize_alg(filter.alg());
+        self.inner.resize(&cropped, &mut dst_img, &options).map_err(|e| err(e.to_string()))
+    }
+
+    /// Resizes the `crop` of `src` to fill `dst`, bilinear: RandomResizedCrop's resize.
+    pub fn crop_resize(
+        &mut self,
+        src: RgbRef<'_>,
+        crop: CropBox,
+        dst: &mut RgbMut<'_>,
+    ) -> Result<(), Error> {
+        self.resize_into(src, crop, dst, Filter::Bilinear)
     }
 
     /// Resizes `src` to `w`×`h` with `filter`.
@@ -94,23 +140,9 @@ impl Resizer {
         h: u32,
         filter: Filter,
     ) -> Result<RgbImage, Error> {
-        let err = |reason: String| Error::Resize {
-            src_w: src.width(),
-            src_h: src.height(),
-            dst_w: w,
-            dst_h: h,
-            reason,
-        };
         let mut out = RgbImage::new(w, h);
-        let src_img =
-            fir::images::ImageRef::new(src.width(), src.height(), src.data(), PixelType::U8x3)
-                .map_err(|e| err(e.to_string()))?;
-        let mut view = out.view_mut();
-        let mut dst_img = fir::images::Image::from_slice_u8(w, h, view.data(), PixelType::U8x3)
-            .map_err(|e| err(e.to_string()))?;
-        self.inner
-            .resize(&src_img, &mut dst_img, &ResizeOptions::new().resize_alg(filter.alg()))
-            .map_err(|e| err(e.to_string()))?;
+        let whole = CropBox { top: 0, left: 0, height: src.height(), width: src.width() };
+        self.resize_into(src, whole, &mut out.view_mut(), filter)?;
         Ok(out)
     }
 

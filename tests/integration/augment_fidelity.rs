@@ -8,8 +8,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 use twoview_pipeline::augment::{
-    self, BlurMethod, CropBox, CropResizer, GaussianBlur, JitterParams, RandomResizedCrop,
+    self, BlurMethod, CropBox, GaussianBlur, JitterParams, RandomResizedCrop,
 };
+use twoview_pipeline::resize::Resizer;
 use twoview_pipeline::rng::Rng;
 use twoview_pipeline::{RgbImage, RgbMut};
 
@@ -65,7 +66,7 @@ fn ours(case: &Case, src: &RgbImage) -> RgbImage {
             width: u(p, "width"),
         };
         let mut out = RgbImage::new(u(p, "out_w"), u(p, "out_h"));
-        CropResizer::new().crop_resize(src.view(), crop, &mut out.view_mut()).unwrap();
+        Resizer::new().crop_resize(src.view(), crop, &mut out.view_mut()).unwrap();
         return out;
     }
     let mut img = src.clone();

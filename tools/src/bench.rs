@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use twoview_pipeline::augment::{
-    self, Augmenter, BlurScratch, CropBox, CropResizer, GaussianBlur, Recipe,
-};
+use twoview_pipeline::augment::{self, Augmenter, BlurScratch, CropBox, GaussianBlur, Recipe};
+use twoview_pipeline::resize::Resizer;
 use twoview_pipeline::rng::Rng;
 use twoview_pipeline::{RgbImage, decode};
 
@@ -247,7 +246,7 @@ fn time_per_call(calls: usize, mut f: impl FnMut(usize)) -> f64 {
 fn augment_sources(args: &AugmentArgs) -> anyhow::Result<Vec<RgbImage>> {
     let paths = decode::find_images(&args.images, args.n_images)?;
     anyhow::ensure!(!paths.is_empty(), "no images in {:?}", args.images);
-    let mut resizer = CropResizer::new();
+    let mut resizer = Resizer::new();
     paths
         .iter()
         .map(|p| {
@@ -314,7 +313,7 @@ fn op_times(args: &AugmentArgs, sources: &[RgbImage]) -> Vec<(&'static str, f64)
     let boxes: Vec<CropBox> =
         (0..256).map(|_| crop.sample(args.src_width, args.src_height, &mut rng)).collect();
     let mut view = RgbImage::new(args.size, args.size);
-    let mut resizer = CropResizer::new();
+    let mut resizer = Resizer::new();
     let calls = args.pairs;
     let mut ops: Vec<(&str, f64)> = Vec::new();
     ops.push((
@@ -355,7 +354,7 @@ fn op_times(args: &AugmentArgs, sources: &[RgbImage]) -> Vec<(&'static str, f64)
 
 fn decode_bench(args: &DecodeArgs) -> anyhow::Result<()> {
     use twoview_pipeline::decode::{DecodeOptions, Decoder};
-    use twoview_pipeline::resize::{Filter, Fit, Resizer};
+    use twoview_pipeline::resize::{Filter, Fit};
     let paths = decode::find_images(&args.images, args.n_images)?;
     anyhow::ensure!(!paths.is_empty(), "no images in {:?}", args.images);
     let files: Vec<Vec<u8>> = paths.iter().map(std::fs::read).collect::<Result<_, _>>()?;

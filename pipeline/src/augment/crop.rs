@@ -1,10 +1,9 @@
-//! RandomResizedCrop: torchvision's box sampler, and crop+resize in one fast_image_resize call.
+//! RandomResizedCrop: torchvision's box sampler (the resize of the box is
+//! [`crate::resize::Resizer::crop_resize`]).
 
-use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
-use crate::{Error, RgbMut, RgbRef};
 
 /// Samples a crop box as `torchvision.transforms.RandomResizedCrop.get_params` does: ten tries
 /// of (area fraction ~ U(scale), log aspect ratio ~ U(log ratio)), then a centre-crop fallback.
@@ -63,54 +62,5 @@ impl RandomResizedCrop {
             (width, height)
         };
         CropBox { top: (height - h) / 2, left: (width - w) / 2, height: h, width: w }
-    }
-}
-
-/// A worker's reusable resizer: crops and resizes in one pass, bilinear with antialiasing
-/// (the filter support grows with the downscale factor), as PIL's `Image.resize(BILINEAR)`.
-pub struct CropResizer {
-    resizer: fir::Resizer,
-}
-
-impl Default for CropResizer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl CropResizer {
-    /// A resizer using the best SIMD extensions of this CPU.
-    pub fn new() -> Self {
-        Self { resizer: fir::Resizer::new() }
-    }
-
-    /// Resizes the `crop` of `src` to fill `dst`.
-    pub fn crop_resize(
-        &mut self,
-        src: RgbRef<'_>,
-        crop: CropBox,
-        dst: &mut RgbMut<'_>,
-    ) -> Result<(), Error> {
-        let (dst_w, dst_h) = (dst.width(), dst.height());
-        let err = |reason: String| Error::Resize {
-            src_w: src.width(),
-            src_h: src.height(),
-            dst_w,
-            dst_h,
-            reason,
-        };
-        let src_img =
-            fir::images::ImageRef::new(src.width(), src.height(), src.data(), PixelType::U8x3)
-                .map_err(|e| err(e.to_string()))?;
-        let mut dst_img =
-            fir::images::Image::from_slice_u8(dst_w, dst_h, dst.data(), PixelType::U8x3)
-                .map_err(|e| err(e.to_string()))?;
-        // Resize a cropped *view*, not the whole image with a crop box: torchvision crops first,
-        // so the filter clamps at the crop's edges instead of reading the pixels beyond them.
-        let cropped =
-            fir::images::CroppedImage::new(&src_img, crop.left, crop.top, crop.width, crop.height)
-                .map_err(|e| err(e.to_string()))?;
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-        self.resizer.resize(&cropped, &mut dst_img, &options).map_err(|e| err(e.to_string()))
     }
 }

@@ -20,11 +20,12 @@ pub use color::{
     ColorJitter, JitterParams, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
     grayscale, luma,
 };
-pub use crop::{CropBox, CropResizer, RandomResizedCrop};
+pub use crop::{CropBox, RandomResizedCrop};
 pub use flip::hflip;
 pub use recipe::{MAX_STEPS, Op, Recipe, Step, ViewRecipe};
 pub use solarize::solarize;
 
+use crate::resize::Resizer;
 use crate::rng::{Rng, StreamKey};
 use crate::{Error, RgbMut, RgbRef};
 
@@ -64,7 +65,7 @@ pub struct ViewLog {
 /// first sample of a given size it allocates nothing.
 #[derive(Default)]
 pub struct Augmenter {
-    resizer: CropResizer,
+    resizer: Resizer,
     scratch: BlurScratch,
 }
 

@@ -1,7 +1,8 @@
 //! Contact sheets: for each source image, the image itself and its two views side by side, so
 //! a person can see what a recipe does.
 
-use super::{Augmenter, CropBox, CropResizer, Recipe};
+use super::{Augmenter, CropBox, Recipe};
+use crate::resize::Resizer;
 use crate::{Error, RgbImage};
 
 const GAP_PX: u32 = 4;
@@ -19,7 +20,7 @@ pub fn contact_sheet(
     let mut sheet = RgbImage::new(3 * cell + GAP_PX, rows * cell + GAP_PX);
     sheet.data.fill(96);
     let mut aug = Augmenter::new();
-    let mut resizer = CropResizer::new();
+    let mut resizer = Resizer::new();
     let mut tiles = [
         RgbImage::new(view_px, view_px),
         RgbImage::new(view_px, view_px),

@@ -6,8 +6,9 @@
 use rayon::prelude::*;
 use twoview_formats::{Encoding, ShardSet};
 
-use crate::augment::{CropBox, CropResizer};
+use crate::augment::CropBox;
 use crate::decode::{DecodeOptions, Decoder};
+use crate::resize::Resizer;
 use crate::{Error, RgbMut, RgbRef};
 
 // DEVIATION: the window of Resize + CenterCrop resampled once, not resized then cropped
@@ -67,12 +68,7 @@ impl<'a> EvalViews<'a> {
         self.rows.is_empty()
     }
 
-    fn view(
-        &self,
-        row: u64,
-        out: &mut [u8],
-        state: &mut (Decoder, CropResizer),
-    ) -> Result<i32, Error> {
+    fn view(&self, row: u64, out: &mut [u8], state: &mut (Decoder, Resizer)) -> Result<i32, Error> {
         let r = self.set.row(row)?;
         let bad = |reason: String| {
             let (s, i) = self.set.locate(row).expect("row exists");
@@ -118,7 +114,7 @@ impl Iterator for EvalViews<'_> {
             .par_chunks_mut(bytes)
             .zip(rows.par_iter())
             .map_init(
-                || (Decoder::new(), CropResizer::new()),
+                || (Decoder::new(), Resizer::new()),
                 |st, (out, &row)| self.view(row, out, st),
             )
             .collect();

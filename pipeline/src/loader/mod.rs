@@ -187,41 +187,8 @@ impl Loader {
         cfg: LoaderConfig,
         alloc: Arc<dyn BatchAlloc>,
     ) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::Loader { reason };
-        if set.is_empty() {
-            return Err(invalid(format!(
-                "{} split {:?} has no rows",
-                set.dir().display(),
-                set.split()
-            )));
-        }
-        if cfg.batch_size == 0
-            || cfg.world == 0
-            || cfg.rank >= cfg.world
-            || cfg.height == 0
-            || cfg.width == 0
-        {
-            return Err(invalid(format!(
-                "batch_size {}, rank {} of {}, views {}x{}: need batch_size > 0, rank < world, views > 0",
-                cfg.batch_size, cfg.rank, cfg.world, cfg.width, cfg.height
-            )));
-        }
-        let sampler = Sampler {
-            rows: set.len(),
-            seed: cfg.seed,
-            rank: cfg.rank,
-            world: cfg.world,
-            batch_size: cfg.batch_size as u64,
-            drop_last: cfg.drop_last,
-        };
-        if sampler.batches_per_epoch() == 0 {
-            return Err(invalid(format!(
-                "{} rows over {} ranks make no full batch of {} (drop_last)",
-                set.len(),
-                cfg.world,
-                cfg.batch_size
-            )));
-        }
+        let what = || format!("{} split {:?}", set.dir().display(), set.split());
+        let sampler = sampler_for(&cfg, set.len(), cfg.drop_last, what)?;
         let view_bytes = cfg.height as usize * cfg.width as usize * 3;
         let (ring_tx, ring_rx) = ring(&cfg, view_bytes, alloc)?;
         let name = cfg.name.clone();
@@ -229,24 +196,11 @@ impl Loader {
             .num_threads(cfg.threads.max(1))
             .thread_name(move |i| format!("{name}{i}"))
             .build()
-            .map_err(|e| invalid(format!("worker pool: {e}")))?;
-        let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
-        let stop = Arc::new(AtomicBool::new(false));
-        let producer = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name(cfg.name.clone())
-                .spawn(move || {
-                    produce(set, recipe, cfg, sampler, pool, ring_tx, ring_rx, tx, stop, view_bytes)
-                })
-                .map_err(|e| invalid(format!("cannot start the loader thread: {e}")))?
-        };
-        Ok(Self {
-            rx: Some(rx),
-            stop,
-            producer: Some(producer),
-            stats: LoaderStats::default(),
-            sampler,
+            .map_err(|e| Error::Loader { reason: format!("worker pool: {e}") })?;
+        let name = cfg.name.clone();
+        let prefetch = cfg.prefetch;
+        spawn(&name, prefetch, sampler, move |tx, stop| {
+            produce(set, recipe, cfg, sampler, pool, ring_tx, ring_rx, tx, stop, view_bytes)
         })
     }
 
@@ -263,7 +217,7 @@ impl Loader {
         let invalid = |reason: String| Error::Loader { reason };
         let manifest = twoview_formats::Manifest::load(dir)?;
         let vs = crate::prep::ViewsSettings::recorded(&manifest)
-            .filter(|v| v.split == split)
+            .filter(|v| v.split == split && v.k > 0)
             .ok_or_else(|| {
                 invalid(format!(
                     "{} has no offline views of split {split:?} (prep-shards --views K)",
@@ -279,107 +233,73 @@ impl Loader {
         let sets = (0..vs.k)
             .map(|k| ShardSet::open(dir, &crate::prep::views_split(split, k)))
             .collect::<Result<Vec<_>, _>>()?;
-        let rows = sets[0].len();
-        if cfg.batch_size == 0 || cfg.world == 0 || cfg.rank >= cfg.world {
-            return Err(invalid(format!(
-                "batch_size {}, rank {} of {}",
-                cfg.batch_size, cfg.rank, cfg.world
-            )));
-        }
-        let sampler = Sampler {
-            rows,
-            seed: cfg.seed,
-            rank: cfg.rank,
-            world: cfg.world,
-            batch_size: cfg.batch_size as u64,
-            drop_last: true,
-        };
-        let per_epoch = rows / cfg.batch_size as u64 / cfg.world;
-        if per_epoch == 0 {
-            return Err(invalid(format!(
-                "{rows} rows make no batch of {} on each of {} ranks",
-                cfg.batch_size, cfg.world
-            )));
-        }
+        let what = || format!("{} offline views of split {split:?}", dir.display());
+        // Views are served in their stored order, whole batches only.
+        let sampler = sampler_for(&cfg, sets[0].len(), true, what)?;
         let view_bytes = cfg.height as usize * cfg.width as usize * 3;
         let (ring_tx, ring_rx) = ring(&cfg, view_bytes, Arc::new(HeapAlloc))?;
-        let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch.max(1));
-        let stop = Arc::new(AtomicBool::new(false));
-        let producer = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name(cfg.name.clone())
-                .spawn(move || {
-                    let b = cfg.batch_size as u64;
-                    let mut cursor = cfg.start;
-                    while !stop.load(Ordering::Relaxed)
-                        && cfg.end_epoch.is_none_or(|e| cursor.epoch < e)
-                    {
-                        let set = &sets[(cursor.epoch % sets.len() as u64) as usize];
-                        let first = (cursor.batch * cfg.world + cfg.rank) * b;
-                        let next_cursor = if cursor.batch + 1 >= per_epoch {
-                            Cursor { epoch: cursor.epoch + 1, batch: 0 }
-                        } else {
-                            Cursor { epoch: cursor.epoch, batch: cursor.batch + 1 }
-                        };
-                        let item = (|| -> Result<Batch, Error> {
-                            let mut labels = Vec::with_capacity(b as usize);
-                            for i in first..first + b {
-                                let r = set.row(i)?;
-                                if (r.height as u32, r.width as u32, r.encoding)
-                                    != (2 * cfg.height, cfg.width, Encoding::RawRgb)
-                                {
-                                    return Err(Error::BadRow {
-                                        row: format!("{} row {i} ({})", set.split(), r.key),
-                                        reason: format!(
-                                            "not a raw {}x{} view pair",
-                                            cfg.width,
-                                            2 * cfg.height
-                                        ),
-                                    });
-                                }
-                                labels.push(r.label);
-                            }
-                            let storage = match set.contiguous_pixels(first, b) {
-                                Some(buf) => Storage::Mapped(buf),
-                                None => {
-                                    let mut buf =
-                                        take_buffer(&ring_rx, &stop).ok_or(Error::Interrupted)?;
-                                    for (k, i) in (first..first + b).enumerate() {
-                                        let px = set.row(i)?.pixels;
-                                        buf.as_mut_slice()[k * px.len()..(k + 1) * px.len()]
-                                            .copy_from_slice(px);
-                                    }
-                                    Storage::Ring(buf)
-                                }
-                            };
-                            Ok(Batch {
-                                buffer: Some(storage),
-                                ring: ring_tx.clone(),
-                                cursor,
-                                next_cursor,
-                                len: b as usize,
-                                labels,
-                                rows: (first..first + b).collect(),
-                                replaced: 0,
-                                view_bytes,
-                            })
-                        })();
-                        let failed = item.is_err();
-                        if tx.send(item).is_err() || failed {
-                            return;
+        let per_epoch = sampler.batches_per_epoch();
+        let name = cfg.name.clone();
+        let prefetch = cfg.prefetch;
+        spawn(&name, prefetch, sampler, move |tx, stop| {
+            let b = cfg.batch_size as u64;
+            let mut cursor = cfg.start;
+            while !stop.load(Ordering::Relaxed) && cfg.end_epoch.is_none_or(|e| cursor.epoch < e) {
+                let set = &sets[(cursor.epoch % sets.len() as u64) as usize];
+                let first = (cursor.batch * cfg.world + cfg.rank) * b;
+                let next_cursor = if cursor.batch + 1 >= per_epoch {
+                    Cursor { epoch: cursor.epoch + 1, batch: 0 }
+                } else {
+                    Cursor { epoch: cursor.epoch, batch: cursor.batch + 1 }
+                };
+                let item = (|| -> Result<Batch, Error> {
+                    let mut labels = Vec::with_capacity(b as usize);
+                    for i in first..first + b {
+                        let r = set.row(i)?;
+                        if (r.height as u32, r.width as u32, r.encoding)
+                            != (2 * cfg.height, cfg.width, Encoding::RawRgb)
+                        {
+                            return Err(Error::BadRow {
+                                row: format!("{} row {i} ({})", set.split(), r.key),
+                                reason: format!(
+                                    "not a raw {}x{} view pair",
+                                    cfg.width,
+                                    2 * cfg.height
+                                ),
+                            });
                         }
-                        cursor = next_cursor;
+                        labels.push(r.label);
                     }
-                })
-                .map_err(|e| invalid(format!("cannot start the loader thread: {e}")))?
-        };
-        Ok(Self {
-            rx: Some(rx),
-            stop,
-            producer: Some(producer),
-            stats: LoaderStats::default(),
-            sampler,
+                    let storage = match set.contiguous_pixels(first, b) {
+                        Some(buf) => Storage::Mapped(buf),
+                        None => {
+                            let mut buf = take_buffer(&ring_rx, &stop).ok_or(Error::Interrupted)?;
+                            for (k, i) in (first..first + b).enumerate() {
+                                let px = set.row(i)?.pixels;
+                                buf.as_mut_slice()[k * px.len()..(k + 1) * px.len()]
+                                    .copy_from_slice(px);
+                            }
+                            Storage::Ring(buf)
+                        }
+                    };
+                    Ok(Batch {
+                        buffer: Some(storage),
+                        ring: ring_tx.clone(),
+                        cursor,
+                        next_cursor,
+                        len: b as usize,
+                        labels,
+                        rows: (first..first + b).collect(),
+                        replaced: 0,
+                        view_bytes,
+                    })
+                })();
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    return;
+                }
+                cursor = next_cursor;
+            }
         })
     }
 
@@ -423,6 +343,73 @@ impl Drop for Loader {
             let _ = h.join();
         }
     }
+}
+
+/// The checks both loaders make on `cfg` for `rows` rows of `what`, and their sampler.
+fn sampler_for(
+    cfg: &LoaderConfig,
+    rows: u64,
+    drop_last: bool,
+    what: impl Fn() -> String,
+) -> Result<Sampler, Error> {
+    let invalid = |reason: String| Error::Loader { reason };
+    if rows == 0 {
+        return Err(invalid(format!("{} has no rows", what())));
+    }
+    if cfg.batch_size == 0
+        || cfg.world == 0
+        || cfg.rank >= cfg.world
+        || cfg.height == 0
+        || cfg.width == 0
+    {
+        return Err(invalid(format!(
+            "batch_size {}, rank {} of {}, views {}x{}: need batch_size > 0, rank < world, views > 0",
+            cfg.batch_size, cfg.rank, cfg.world, cfg.width, cfg.height
+        )));
+    }
+    let sampler = Sampler {
+        rows,
+        seed: cfg.seed,
+        rank: cfg.rank,
+        world: cfg.world,
+        batch_size: cfg.batch_size as u64,
+        drop_last,
+    };
+    if sampler.batches_per_epoch() == 0 {
+        return Err(invalid(format!(
+            "{}: {rows} rows over {} ranks make no full batch of {} (drop_last)",
+            what(),
+            cfg.world,
+            cfg.batch_size
+        )));
+    }
+    Ok(sampler)
+}
+
+/// Starts the producer thread `name` running `body`, which sends batches into a channel of
+/// `prefetch` places until the loader is dropped (`stop` set) or the data ends.
+fn spawn(
+    name: &str,
+    prefetch: usize,
+    sampler: Sampler,
+    body: impl FnOnce(Sender<Result<Batch, Error>>, Arc<AtomicBool>) + Send + 'static,
+) -> Result<Loader, Error> {
+    let (tx, rx) = crossbeam_channel::bounded(prefetch.max(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || body(tx, stop))
+            .map_err(|e| Error::Loader { reason: format!("cannot start the loader thread: {e}") })?
+    };
+    Ok(Loader {
+        rx: Some(rx),
+        stop,
+        producer: Some(producer),
+        stats: LoaderStats::default(),
+        sampler,
+    })
 }
 
 /// The ring: `prefetch` batches queued + one being filled + one held by the consumer.

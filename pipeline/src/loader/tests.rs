@@ -390,3 +390,40 @@ fn a_damaged_jpeg_row_never_changes_the_next_rows_pixels() {
     }
     assert_eq!(compared, n as usize, "every good row compared, in both epochs");
 }
+
+#[test]
+fn both_loaders_refuse_the_same_bad_configurations_naming_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = shard_set(dir.path(), 30, StoreEncoding::Raw);
+    let shards = set.dir().to_owned();
+    let vs = prep::ViewsSettings {
+        split: "train".into(),
+        k: 1,
+        size: 24,
+        recipe: Recipe::mocov3_vit(),
+        seed: 3,
+        rows_per_shard: 16,
+        batch_rows: 4,
+    };
+    prep::write_views(&shards, &vs, &AtomicBool::new(false), |_, _| {}).unwrap();
+    let bad = [
+        (LoaderConfig { batch_size: 0, ..cfg(4, 1) }, "need batch_size > 0"),
+        (LoaderConfig { rank: 2, world: 2, ..cfg(4, 1) }, "rank 2 of 2"),
+        (LoaderConfig { world: 4, ..cfg(8, 1) }, "30 rows over 4 ranks make no full batch of 8"),
+    ];
+    for (c, want) in bad {
+        let on_the_fly =
+            Loader::new(set.clone(), Recipe::mocov3_vit(), c.clone(), Arc::new(HeapAlloc))
+                .err()
+                .unwrap()
+                .to_string();
+        let views = Loader::from_views(&shards, "train", c).err().unwrap().to_string();
+        assert!(on_the_fly.contains(want), "{on_the_fly}");
+        assert!(views.contains(want), "{views}");
+    }
+    let err =
+        Loader::from_views(&shards, "train", LoaderConfig { end_epoch: Some(1), ..cfg(4, 1) });
+    assert!(err.is_ok(), "a good configuration starts");
+    let err = Loader::from_views(&shards, "val", cfg(4, 1)).err().unwrap().to_string();
+    assert!(err.contains("no offline views of split \"val\""), "{err}");
+}
