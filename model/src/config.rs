@@ -480,7 +480,7 @@ impl Layers {
     ) -> Result<Plan, Error> {
         config.plan(train_images, device).map_err(|e| match e {
             Error::Config { key: Some(key), message, .. } => Error::Config {
-                origin: self.origin_of(&key).map_or("the default".to_owned(), |o| o.to_string()),
+                origin: self.origin_of(&key).map_or("configuration".to_owned(), |o| o.to_string()),
                 key: Some(key),
                 message,
             },

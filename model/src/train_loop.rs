@@ -312,6 +312,7 @@ impl TrainLoop {
         }
     }
 
+    // DEVIATION: k-NN monitoring on a val split, which moco-v3 does not have (deviations #9).
     fn knn(&mut self, hooks: &mut dyn Hooks) -> Result<(), Error> {
         let step = self.trainer.step;
         let found = hooks.knn(&self.trainer).map_err(|source| Error::Knn { step, source })?;

@@ -261,7 +261,6 @@ struct KnnData {
 
 /// The val split of --val-shards (or --shards) for kNN, if there is one.
 fn knn_data(args: &Args) -> anyhow::Result<Option<KnnData>> {
-    // DEVIATION: k-NN monitoring on a val split, which moco-v3 does not have (deviations #9).
     let val_dir = args.val_shards.as_ref().unwrap_or(&args.shards);
     let val = match ShardSet::open(val_dir, "val") {
         Ok(val) => val,
