@@ -1,23 +1,8 @@
-//! Shared by every package that links libtorch (model, tools, tests; see their `build` keys).
-//!
-//! torch-sys exports the lib folder of the libtorch it linked as `DEP_TCH_LIBTORCH_LIB` to the
-//! packages that depend on it directly. We bake it into each binary as an rpath, so binaries and
-//! test executables start with `LD_LIBRARY_PATH` unset, from any directory. On another machine
-//! (a GPU box with its own torch) `LD_LIBRARY_PATH` still takes precedence over nothing: the
-//! runpath is only the fallback when the loader finds no libtorch elsewhere.
+//! The build script of the packages that link libtorch through twoview-model (tools, tests):
+//! the rpath to libtorch (rpath.rs). twoview-model's own is build_model.rs.
+
+include!("rpath.rs");
+
 fn main() {
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    match std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        Ok(lib) => {
-            println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-            println!("cargo:rustc-env=TWOVIEW_LIBTORCH_LIB={lib}");
-        }
-        Err(_) => {
-            println!(
-                "cargo:warning=torch-sys did not export DEP_TCH_LIBTORCH_LIB; binaries will need \
-                 LD_LIBRARY_PATH to find libtorch"
-            );
-            println!("cargo:rustc-env=TWOVIEW_LIBTORCH_LIB=(unknown: not exported by torch-sys)");
-        }
-    }
+    rpath();
 }

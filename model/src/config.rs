@@ -212,8 +212,10 @@ impl TrainConfig {
         origin: &str,
     ) -> Result<(Self, Vec<String>), Error> {
         let given: HashSet<String> = table.keys().cloned().collect();
+        // toml's message ends with the key at fault (`in \`base_lr\``); keep all of it.
         let mut c: Self = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            Error::Config { origin: origin.to_owned(), key: None, message: e.message().to_owned() }
+            let message = e.to_string().trim().replace('\n', " ");
+            Error::Config { origin: origin.to_owned(), key: None, message }
         })?;
         let mut notes = Vec::new();
         if c.optimizer == "lars" {

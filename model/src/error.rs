@@ -61,6 +61,9 @@ pub enum Error {
         newest.display()
     )]
     RunExists { dir: PathBuf, newest: PathBuf },
+    /// A libtorch op called through the shim (csrc/shim.cpp) threw.
+    #[error("libtorch {op}: {message}")]
+    Libtorch { op: &'static str, message: String },
     /// A line of metrics.jsonl that is not a metrics record.
     #[error("{}: line {line}: {message}", path.display())]
     Metrics { path: PathBuf, line: usize, message: String },

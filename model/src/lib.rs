@@ -23,6 +23,7 @@ pub mod moco;
 pub mod optim;
 pub mod probe;
 pub mod schedule;
+pub mod shim;
 pub mod train;
 pub mod train_loop;
 pub mod vit;
