@@ -31,10 +31,20 @@ std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
 thread_local int64_t op_depth = 0;
 thread_local int64_t op_count = 0;
 thread_local bool op_counting = false;
+thread_local int64_t read_count = 0;
 thread_local at::CallbackHandle op_handle = 0;
 
-std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction&) {
-  if (op_depth++ == 0) ++op_count;
+// Ops that copy a value to the host and so wait for the device: item(), bool(), .tolist().
+bool reads_the_device(const char* name) {
+  return std::strcmp(name, "aten::_local_scalar_dense") == 0 ||
+         std::strcmp(name, "aten::item") == 0 || std::strcmp(name, "aten::is_nonzero") == 0;
+}
+
+std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction& fn) {
+  if (op_depth++ == 0) {
+    ++op_count;
+    if (reads_the_device(fn.name())) ++read_count;
+  }
   return nullptr;
 }
 
@@ -130,24 +140,28 @@ char* tv_event_synchronize(void* ev) { TV_TRY(static_cast<c10::Event*>(ev)->sync
 void tv_event_free(void* ev) { delete static_cast<c10::Event*>(ev); }
 
 // Counts the top-level ATen ops this thread dispatches between start and stop (ops called by
-// other ops are not counted: a _foreach op is one, whatever it runs inside).
+// other ops are not counted: a _foreach op is one, whatever it runs inside), and those of them
+// that read a value back to the host. Reads inside an op are the backend's own (the CPU fused
+// AdamW reads its step count per tensor; the CUDA kernel reads it on the device).
 char* tv_op_counter_start() {
   TV_TRY({
     if (op_counting) throw std::runtime_error("the op counter is already running");
     op_depth = 0;
     op_count = 0;
+    read_count = 0;
     op_handle = at::addThreadLocalCallback(
         at::RecordFunctionCallback(on_op_start, on_op_end).scopes({at::RecordScope::FUNCTION}));
     op_counting = true;
   })
 }
 
-char* tv_op_counter_stop(int64_t* count) {
+char* tv_op_counter_stop(int64_t* count, int64_t* reads) {
   TV_TRY({
     if (!op_counting) throw std::runtime_error("the op counter is not running");
     at::removeCallback(op_handle);
     op_counting = false;
     *count = op_count;
+    *reads = read_count;
   })
 }
 

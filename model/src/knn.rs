@@ -71,6 +71,7 @@ mod tests {
 
     #[test]
     fn separable_clusters_are_classified_and_noise_is_not() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(0);
         let centres = Tensor::randn([4, 16], (Kind::Float, tch::Device::Cpu)) * 5.0;
         let make = |per: i64| {

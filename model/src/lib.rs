@@ -17,6 +17,7 @@ pub mod config;
 pub mod device;
 mod error;
 pub mod export;
+pub mod handoff;
 pub mod knn;
 pub mod metrics;
 pub mod moco;
@@ -29,3 +30,11 @@ pub mod train_loop;
 pub mod vit;
 
 pub use error::{Error, Mismatch};
+
+/// Tests that seed or draw from torch's global RNG (model init included) hold this, so that
+/// tests running in parallel threads do not draw from each other's streams.
+#[cfg(test)]
+pub(crate) fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

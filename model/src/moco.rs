@@ -195,14 +195,12 @@ impl Moco {
 
     /// `param_m = param_m · m + param_b · (1 − m)` over every parameter (not the BN buffers).
     pub fn update_momentum(&self, m: f64) {
-        tch::no_grad(|| {
-            for (b, mo) in &self.pairs {
-                // mo·m + b·(1 − m), in place: one temporary instead of two and a copy.
-                let mut mo = mo.shallow_clone();
-                let _ = mo.g_mul_scalar_(m);
-                let _ = mo.g_add_(&(b * (1.0 - m)));
-            }
-        });
+        // mo·m + b·(1 − m) as one multi-tensor lerp: mo + (1 − m)(b − mo), the same value to
+        // float rounding, one op for every tensor.
+        let (b, mo): (Vec<&Tensor>, Vec<&Tensor>) =
+            self.pairs.iter().map(|(b, mo)| (b, mo)).unzip();
+        tch::no_grad(|| crate::shim::foreach_lerp_(&mo, &b, 1.0 - m))
+            .expect("momentum pairs share a device and dtype");
     }
 
     /// The online parameters the optimizer updates, sorted by name (frozen ones excluded).
@@ -306,24 +304,46 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-/// `(x / 255 − mean) / std` over the last (channel) dimension, in fp32.
-fn scale_u8(u8_hwc: &Tensor) -> Tensor {
-    let dev = u8_hwc.device();
-    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(dev);
-    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(dev);
-    (u8_hwc.to_kind(Kind::Float) / 255.0 - mean) / std
+/// `ToTensor` then `Normalize` for u8 HWC batches, with the constants resident on the device
+/// (made once: no host-to-device copy per batch).
+#[derive(Debug)]
+pub struct Normalize {
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Normalize {
+    pub fn new(device: Device) -> Self {
+        let c = |v: &[f64; 3]| Tensor::from_slice(v).to_kind(Kind::Float).to_device(device);
+        Self { mean: c(&MEAN), std: c(&STD) }
+    }
+
+    /// `(x / 255 − mean) / std` over the last (channel) dimension, in fp32.
+    fn scale(&self, u8_hwc: &Tensor) -> Tensor {
+        (u8_hwc.to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std
+    }
+
+    /// Two-view u8 batch `[B, 2, S, S, 3]` → two normalised batches `[B, 3, S, S]` of `kind`.
+    pub fn views(&self, u8_batch: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+        let x = self.scale(u8_batch).permute([1, 0, 4, 2, 3]).to_kind(kind);
+        (x.get(0).contiguous(), x.get(1).contiguous())
+    }
+
+    /// One-view u8 batch `[B, S, S, 3]` → normalised `[B, 3, S, S]` of `kind`.
+    pub fn images(&self, u8_batch: &Tensor, kind: Kind) -> Tensor {
+        self.scale(u8_batch).permute([0, 3, 1, 2]).to_kind(kind).contiguous()
+    }
 }
 
 /// Two-view u8 batch `[B, 2, S, S, 3]` (HWC, on any device) → two normalised batches
 /// `[B, 3, S, S]` of `kind`, as `ToTensor` then `Normalize` make them: (x / 255 − mean) / std.
 pub fn normalize_views(u8_batch: &Tensor, kind: Kind) -> (Tensor, Tensor) {
-    let x = scale_u8(u8_batch).permute([1, 0, 4, 2, 3]).to_kind(kind);
-    (x.get(0).contiguous(), x.get(1).contiguous())
+    Normalize::new(u8_batch.device()).views(u8_batch, kind)
 }
 
 /// One-view u8 batch `[B, S, S, 3]` → normalised `[B, 3, S, S]` of `kind`.
 pub fn normalize_images(u8_batch: &Tensor, kind: Kind) -> Tensor {
-    scale_u8(u8_batch).permute([0, 3, 1, 2]).to_kind(kind).contiguous()
+    Normalize::new(u8_batch.device()).images(u8_batch, kind)
 }
 
 #[cfg(test)]
@@ -333,6 +353,7 @@ mod tests {
 
     #[test]
     fn the_loss_is_fp32_under_bf16_autocast() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(1);
         let q = Tensor::randn([16, 32], (Kind::Float, Device::Cpu));
         let k = Tensor::randn([16, 32], (Kind::Float, Device::Cpu));

@@ -1,13 +1,18 @@
 //! Optimizers written over tensors, with state that can be saved and restored (tch's own
 //! optimizers cannot export theirs, and a resumable trainer needs it).
 //!
-//! Both follow PyTorch's single-tensor code paths op for op, so one step matches
-//! `torch.optim.AdamW` and MoCo v3's LARS to float rounding.
+//! AdamW is libtorch's fused multi-tensor kernel (`torch.optim.AdamW(fused=True)`, through the
+//! shim): one kernel chain per weight-decay group, whatever the number of tensors, and it skips
+//! itself on the device when a found-inf flag is set. Zeroing, norms and clipping are
+//! multi-tensor ops too, and return tensors: nothing here waits for the device. LARS (MoCo v3's
+//! ResNet recipe) follows the reference per tensor, masked on the device the same way.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
+
+use crate::shim;
 
 /// Which optimizer, with its hyper-parameters (the learning rate comes per step).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -55,6 +60,8 @@ pub struct Optimizer {
     slots: Vec<Slot>,
     /// Steps taken (AdamW's bias correction uses it).
     pub steps: i64,
+    /// `steps` as the fused kernel reads it: a float tensor on the parameters' device.
+    step_tensor: Tensor,
 }
 
 impl std::fmt::Debug for Optimizer {
@@ -78,22 +85,20 @@ impl Optimizer {
                     .then(|| param.zeros_like().detach());
                 Slot { name, param, a, b }
             })
-            .collect();
-        Self { config, slots, steps: 0 }
+            .collect::<Vec<_>>();
+        let device = slots.first().map_or(tch::Device::Cpu, |s| s.param.device());
+        let step_tensor = Tensor::zeros([1], (tch::Kind::Float, device));
+        Self { config, slots, steps: 0, step_tensor }
     }
 
     pub fn config(&self) -> OptimizerConfig {
         self.config
     }
 
-    /// Zeroes every parameter's gradient (drops it, as `zero_grad(set_to_none=True)`).
+    /// Zeroes every parameter's gradient in place (one multi-tensor op).
     pub fn zero_grad(&mut self) {
-        for s in &mut self.slots {
-            let g = s.param.grad();
-            if g.defined() {
-                let _ = g.detach().zero_();
-            }
-        }
+        let grads: Vec<Tensor> = self.grads().into_iter().map(|(_, g)| g).collect();
+        shim::foreach_zero_(&grads.iter().collect::<Vec<_>>()).expect("zero gradients");
     }
 
     /// (name, gradient) of every parameter that has one.
@@ -110,63 +115,61 @@ impl Optimizer {
     /// One step with learning rate `lr`. Parameters without a gradient are skipped, as in
     /// PyTorch.
     pub fn step(&mut self, lr: f64) {
+        self.step_masked(lr, None);
+    }
+
+    /// [`Optimizer::step`], applied only where `found_inf` (a one-element float tensor on the
+    /// device) is 0: with 1 the parameters and the state stay as they were, decided on the
+    /// device (no host sync).
+    pub fn step_masked(&mut self, lr: f64, found_inf: Option<&Tensor>) {
         self.steps += 1;
-        let t = self.steps as f64;
-        tch::no_grad(|| {
-            for s in &mut self.slots {
-                let grad = s.param.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                match self.config {
-                    OptimizerConfig::Adamw {
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                        decay_norms_and_biases,
-                    } => {
-                        let decay = if decay_norms_and_biases || s.param.dim() > 1 {
-                            weight_decay
-                        } else {
-                            0.0
-                        };
-                        let _ = s.param.g_mul_scalar_(1.0 - lr * decay);
-                        let _ = s.a.lerp_(&grad, 1.0 - beta1);
-                        let v = s.b.as_mut().expect("AdamW has a second moment");
-                        let _ = v.g_mul_scalar_(beta2);
-                        // v + (1 − β₂)·g·g, rounded as PyTorch's addcmul_((g, g), value): the
-                        // scaled factor first, then the product. One temporary.
-                        let _ = v.addcmul_(&grad, &(&grad * (1.0 - beta2)));
-                        let bc1 = 1.0 - beta1.powf(t);
-                        let bc2 = 1.0 - beta2.powf(t);
-                        let step_size = lr / bc1;
-                        let mut denom = v.sqrt();
-                        let _ = denom.g_div_scalar_(bc2.sqrt());
-                        let _ = denom.g_add_scalar_(eps);
-                        // p + (−step·m) / denom, as addcdiv_(m, denom, value=−step) rounds it.
-                        let _ = s.param.addcdiv_(&(&s.a * (-step_size)), &denom);
+        match self.config {
+            OptimizerConfig::Adamw { beta1, beta2, eps, weight_decay, decay_norms_and_biases } => {
+                let _ = self.step_tensor.fill_(self.steps as f64);
+                let h = shim::AdamwStep { lr, beta1, beta2, weight_decay, eps };
+                for decayed in [true, false] {
+                    let group: Vec<(&Slot, Tensor)> = self
+                        .slots
+                        .iter()
+                        .filter(|s| (decay_norms_and_biases || s.param.dim() > 1) == decayed)
+                        .filter_map(|s| {
+                            let g = s.param.grad();
+                            g.defined().then_some((s, g))
+                        })
+                        .collect();
+                    if group.is_empty() {
+                        continue;
                     }
-                    OptimizerConfig::Lars { momentum, trust_coefficient, weight_decay } => {
-                        let mut dp = grad.shallow_clone();
-                        if s.param.dim() > 1 {
-                            dp = &dp + &s.param * weight_decay;
-                            let pn = s.param.norm();
-                            let un = dp.norm();
-                            let one = pn.ones_like();
-                            // where(pn > 0, where(un > 0, tc·pn/un, 1), 1)
-                            let inner =
-                                (&pn * trust_coefficient / &un).where_self(&un.gt(0.0), &one);
-                            let q = inner.where_self(&pn.gt(0.0), &one);
-                            dp *= q;
-                        }
-                        let _ = s.a.g_mul_scalar_(momentum);
-                        let _ = s.a.g_add_(&dp);
-                        let _ = s.param.g_add_(&(&s.a * (-lr)));
-                    }
+                    let params: Vec<&Tensor> = group.iter().map(|(s, _)| &s.param).collect();
+                    let grads: Vec<&Tensor> = group.iter().map(|(_, g)| g).collect();
+                    let m: Vec<&Tensor> = group.iter().map(|(s, _)| &s.a).collect();
+                    let v: Vec<&Tensor> = group
+                        .iter()
+                        .map(|(s, _)| s.b.as_ref().expect("AdamW has a second moment"))
+                        .collect();
+                    let h = shim::AdamwStep {
+                        weight_decay: if decayed { weight_decay } else { 0.0 },
+                        ..h
+                    };
+                    tch::no_grad(|| {
+                        shim::fused_adamw_(&params, &grads, &m, &v, &self.step_tensor, h, found_inf)
+                    })
+                    .expect("fused AdamW over tensors of one device and dtype");
                 }
             }
-        });
+            OptimizerConfig::Lars { momentum, trust_coefficient, weight_decay } => {
+                let keep = found_inf.map(|f| f.gt(0.5));
+                tch::no_grad(|| {
+                    for s in &mut self.slots {
+                        let grad = s.param.grad();
+                        if grad.defined() {
+                            let c = LarsStep { lr, momentum, trust_coefficient, weight_decay };
+                            lars_one(s, &grad, c, keep.as_ref());
+                        }
+                    }
+                });
+            }
+        }
     }
 
     /// The state as named tensors (`<param>.exp_avg`, `<param>.exp_avg_sq` or `<param>.mu`).
@@ -212,29 +215,74 @@ impl Optimizer {
     }
 
     /// Scales every gradient so that their global L2 norm is at most `max_norm`
-    /// (`clip_grad_norm_`), and returns the norm before clipping.
-    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
-        let norm = global_norm(self.grads().iter().map(|(_, g)| g));
-        if norm > max_norm && norm.is_finite() {
-            let coef = max_norm / (norm + 1e-6);
-            tch::no_grad(|| {
-                for (_, g) in self.grads() {
-                    let _ = g.detach().g_mul_scalar_(coef);
-                }
-            });
-        }
+    /// (`clip_grad_norm_`: × min(1, max_norm / (norm + 1e-6))), and returns the norm before
+    /// clipping, on the device.
+    pub fn clip_grad_norm(&self, max_norm: f64) -> Tensor {
+        let grads: Vec<Tensor> = self.grads().into_iter().map(|(_, g)| g).collect();
+        let refs: Vec<&Tensor> = grads.iter().collect();
+        let norm = norm_of_norms(&norms(&refs));
+        let coef = (max_norm / (&norm + 1e-6)).clamp_max(1.0);
+        tch::no_grad(|| shim::foreach_mul_(&refs, &coef)).expect("scale gradients");
         norm
     }
 }
 
-/// √Σ‖tᵢ‖² over the given tensors (0 for none), as f64.
+/// One LARS step of MoCo v3's `LARS.step` for one tensor, kept as it was where `keep` (a
+/// one-element bool tensor) is true.
+#[derive(Debug, Clone, Copy)]
+struct LarsStep {
+    lr: f64,
+    momentum: f64,
+    trust_coefficient: f64,
+    weight_decay: f64,
+}
+
+fn lars_one(s: &mut Slot, grad: &Tensor, c: LarsStep, keep: Option<&Tensor>) {
+    let mut dp = grad.shallow_clone();
+    if s.param.dim() > 1 {
+        dp = &dp + &s.param * c.weight_decay;
+        let pn = s.param.norm();
+        let un = dp.norm();
+        let one = pn.ones_like();
+        // where(pn > 0, where(un > 0, tc·pn/un, 1), 1)
+        let inner = (&pn * c.trust_coefficient / &un).where_self(&un.gt(0.0), &one);
+        let q = inner.where_self(&pn.gt(0.0), &one);
+        dp *= q;
+    }
+    let mu = &s.a * c.momentum + &dp;
+    let p = &s.param + &mu * (-c.lr);
+    match keep {
+        Some(k) => {
+            s.a.copy_(&s.a.where_self(k, &mu));
+            s.param.shallow_clone().copy_(&s.param.where_self(k, &p));
+        }
+        None => {
+            s.a.copy_(&mu);
+            s.param.shallow_clone().copy_(&p);
+        }
+    }
+}
+
+/// The L2 norm of each tensor, `[n]` fp32 on their device (one multi-tensor op).
+pub fn norms(ts: &[&Tensor]) -> Tensor {
+    if ts.is_empty() {
+        return Tensor::zeros([0], (tch::Kind::Float, tch::Device::Cpu));
+    }
+    tch::no_grad(|| shim::foreach_norm(ts)).expect("norms of tensors on one device")
+}
+
+/// √Σ nᵢ² of per-tensor norms `[n]`: the global norm, a 0-dim fp32 tensor.
+pub fn norm_of_norms(norms: &Tensor) -> Tensor {
+    norms.square().sum(tch::Kind::Float).sqrt()
+}
+
+/// √Σ‖tᵢ‖² over the given tensors (0 for none), as f64 (reads the device).
 pub fn global_norm<'a>(ts: impl Iterator<Item = &'a Tensor>) -> f64 {
-    let norms: Vec<Tensor> =
-        ts.map(|t| t.detach().to_kind(tch::Kind::Float).norm().square()).collect();
-    if norms.is_empty() {
+    let ts: Vec<&Tensor> = ts.collect();
+    if ts.is_empty() {
         return 0.0;
     }
-    Tensor::stack(&norms, 0).sum(tch::Kind::Float).sqrt().double_value(&[])
+    norm_of_norms(&norms(&ts)).double_value(&[])
 }
 
 #[cfg(test)]
@@ -289,12 +337,12 @@ mod tests {
         for (_, p) in &ps {
             (p.sum(Kind::Float) * 3.0).backward();
         }
-        let before = opt.clip_grad_norm(1.0);
+        let before = opt.clip_grad_norm(1.0).double_value(&[]);
         assert!((before - 9.0).abs() < 1e-5, "{before}");
         let after = global_norm(opt.grads().iter().map(|(_, g)| g));
         assert!((after - 1.0).abs() < 1e-5, "{after}");
         // Below the limit nothing changes.
-        assert!((opt.clip_grad_norm(5.0) - after).abs() < 1e-6);
+        assert!((opt.clip_grad_norm(5.0).double_value(&[]) - after).abs() < 1e-6);
         assert!((global_norm(opt.grads().iter().map(|(_, g)| g)) - after).abs() < 1e-6);
     }
 }

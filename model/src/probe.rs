@@ -163,6 +163,7 @@ mod tests {
 
     #[test]
     fn learns_linearly_separable_classes_and_not_noise() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(1);
         let o = (Kind::Float, Device::Cpu);
         let dirs = Tensor::randn([5, 32], o);
@@ -200,6 +201,7 @@ mod tests {
 
     #[test]
     fn mocov3_is_the_default_and_steps_its_cosine_per_epoch() {
+        let _rng = crate::torch_rng();
         let c = ProbeConfig { epochs: 4, ..ProbeConfig::default() };
         assert_eq!(c.protocol, ProbeProtocol::MocoV3);
         // main_lincls.py: lr = lr0 · ½(1 + cos(π · epoch / epochs)), constant within an epoch.

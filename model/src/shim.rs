@@ -45,7 +45,7 @@ unsafe extern "C" {
     fn tv_event_synchronize(ev: *mut c_void) -> *mut c_char;
     fn tv_event_free(ev: *mut c_void);
     fn tv_op_counter_start() -> *mut c_char;
-    fn tv_op_counter_stop(count: *mut i64) -> *mut c_char;
+    fn tv_op_counter_stop(count: *mut i64, reads: *mut i64) -> *mut c_char;
 }
 
 /// The shim's result: null, or a message to take and free.
@@ -123,8 +123,12 @@ pub fn fused_adamw_(
     check(op, e)
 }
 
-/// `this[i] += weight · (end[i] − this[i])` for all i.
+/// `this[i] += weight · (end[i] − this[i])` for all i (as the other list ops: nothing for no
+/// tensors).
 pub fn foreach_lerp_(this: &[&Tensor], end: &[&Tensor], weight: f64) -> Result<(), Error> {
+    if this.is_empty() {
+        return Ok(()); // libtorch refuses empty lists; nothing to do
+    }
     same_len("_foreach_lerp_", &[this.len(), end.len()])?;
     let (a, b) = (ptrs(this), ptrs(end));
     // SAFETY: two arrays of the same number of live tensor pointers.
@@ -133,6 +137,9 @@ pub fn foreach_lerp_(this: &[&Tensor], end: &[&Tensor], weight: f64) -> Result<(
 
 /// `this[i].copy_(src[i])` for all i.
 pub fn foreach_copy_(this: &[&Tensor], src: &[&Tensor]) -> Result<(), Error> {
+    if this.is_empty() {
+        return Ok(()); // libtorch refuses empty lists; nothing to do
+    }
     same_len("_foreach_copy_", &[this.len(), src.len()])?;
     let (a, b) = (ptrs(this), ptrs(src));
     // SAFETY: two arrays of the same number of live tensor pointers.
@@ -141,6 +148,9 @@ pub fn foreach_copy_(this: &[&Tensor], src: &[&Tensor]) -> Result<(), Error> {
 
 /// `this[i].zero_()` for all i.
 pub fn foreach_zero_(this: &[&Tensor]) -> Result<(), Error> {
+    if this.is_empty() {
+        return Ok(()); // libtorch refuses empty lists; nothing to do
+    }
     let a = ptrs(this);
     // SAFETY: an array of live tensor pointers.
     check("_foreach_zero_", unsafe { tv_foreach_zero_(a.as_ptr(), a.len()) })
@@ -148,6 +158,9 @@ pub fn foreach_zero_(this: &[&Tensor]) -> Result<(), Error> {
 
 /// `this[i] *= factor` (a one-element tensor on their device) for all i.
 pub fn foreach_mul_(this: &[&Tensor], factor: &Tensor) -> Result<(), Error> {
+    if this.is_empty() {
+        return Ok(()); // libtorch refuses empty lists; nothing to do
+    }
     let a = ptrs(this);
     // SAFETY: an array of live tensor pointers and a live factor tensor.
     check("_foreach_mul_", unsafe {
@@ -223,16 +236,28 @@ impl Drop for CudaEvent {
 // not thread-bound); the shim's calls on it are the CUDA runtime's thread-safe ones.
 unsafe impl Send for CudaEvent {}
 
-/// Counts the top-level ATen ops (`a _foreach_ op is one`) this thread dispatches while `f`
-/// runs: on CUDA, the launches of a step up to the few each multi-tensor op splits into.
-pub fn count_ops<R>(f: impl FnOnce() -> R) -> Result<(R, i64), Error> {
+/// What [`count_ops`] saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpCount {
+    /// Top-level ATen ops dispatched (a `_foreach_` op is one, whatever it runs inside): on
+    /// CUDA, the launches up to the few chunks each multi-tensor op splits into.
+    pub ops: i64,
+    /// Of those, the ones that copy a value to the host (`item`, `_local_scalar_dense`,
+    /// `is_nonzero`): each is a host sync on CUDA. Reads inside an op are the backend's (the
+    /// CPU fused AdamW reads its step count per tensor; the CUDA kernel reads it on the
+    /// device) and are not counted.
+    pub host_reads: i64,
+}
+
+/// Counts what this thread dispatches to ATen while `f` runs.
+pub fn count_ops<R>(f: impl FnOnce() -> R) -> Result<(R, OpCount), Error> {
     /// Stops the counter even when `f` panics.
     struct Running;
     impl Drop for Running {
         fn drop(&mut self) {
-            let mut n = 0i64;
-            // SAFETY: `n` is a valid out-pointer; the counter runs (started below).
-            let e = unsafe { tv_op_counter_stop(&mut n) };
+            let (mut n, mut r) = (0i64, 0i64);
+            // SAFETY: valid out-pointers; the counter runs (started below).
+            let e = unsafe { tv_op_counter_stop(&mut n, &mut r) };
             if !e.is_null() {
                 // SAFETY: a message from the shim, freed once.
                 unsafe { tv_free_error(e) };
@@ -244,10 +269,10 @@ pub fn count_ops<R>(f: impl FnOnce() -> R) -> Result<(R, i64), Error> {
     let running = Running;
     let r = f();
     std::mem::forget(running);
-    let mut n = 0i64;
-    // SAFETY: `n` is a valid out-pointer.
-    check("op counter", unsafe { tv_op_counter_stop(&mut n) })?;
-    Ok((r, n))
+    let (mut ops, mut host_reads) = (0i64, 0i64);
+    // SAFETY: valid out-pointers.
+    check("op counter", unsafe { tv_op_counter_stop(&mut ops, &mut host_reads) })?;
+    Ok((r, OpCount { ops, host_reads }))
 }
 
 #[cfg(test)]

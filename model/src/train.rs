@@ -9,12 +9,14 @@ use crate::Error;
 use crate::amp::Autocast;
 use crate::checkpoint::Loaded;
 pub use crate::config::{ALIASES, LARS_DEFAULTS, Layers, Origin, Plan, TrainConfig};
-use crate::moco::{Moco, normalize_views};
-use crate::optim::{Optimizer, global_norm};
+use crate::moco::{Moco, Normalize};
+use crate::optim::{Optimizer, norm_of_norms, norms};
 
 /// What one step reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepStats {
+    /// Steps taken after this one (1-based step number).
+    pub step: u64,
     pub loss: f64,
     pub lr: f64,
     pub momentum: f64,
@@ -24,11 +26,54 @@ pub struct StepStats {
     pub grad_norm_first: f64,
 }
 
-/// The loss was NaN or infinite: nothing was applied to the online weights.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The loss (or the gradient norm) of step `step + 1` was NaN or infinite: nothing of it, nor
+/// of any step queued after it, was applied. `good` are the steps before it that had not been
+/// read yet.
+#[derive(Debug, Clone, PartialEq)]
 pub struct NonFinite {
     pub step: u64,
     pub loss: f64,
+    pub good: Vec<StepStats>,
+}
+
+/// Tensors of one dtype made views of one flat buffer, with a copy of it: the state a step
+/// changes before its loss is known, kept restorable without a per-tensor loop.
+#[derive(Debug)]
+struct Flat {
+    live: Tensor,
+    copy: Tensor,
+}
+
+impl Flat {
+    /// Makes `ts` (all of one dtype and device) views of one new contiguous buffer.
+    fn adopt(ts: &mut [Tensor]) -> Self {
+        let kind = ts[0].kind();
+        let device = ts[0].device();
+        let total: i64 = ts.iter().map(Tensor::numel).sum::<usize>() as i64;
+        let live = Tensor::zeros([total], (kind, device));
+        let mut off = 0i64;
+        tch::no_grad(|| {
+            for t in ts.iter_mut() {
+                let n = t.numel() as i64;
+                let view = live.narrow(0, off, n).view(t.size().as_slice());
+                view.shallow_clone().copy_(t);
+                t.set_data(&view);
+                off += n;
+            }
+        });
+        let copy = live.copy();
+        Self { live, copy }
+    }
+}
+
+/// A step enqueued on the device whose numbers have not been read.
+#[derive(Debug)]
+struct Pending {
+    step: u64,
+    lr: f64,
+    momentum: f64,
+    /// `[loss, grad_norm, grad_norm_first]`, fp32 on the device.
+    values: Tensor,
 }
 
 /// Model, optimizer and step counter.
@@ -37,15 +82,20 @@ pub struct Trainer {
     pub plan: Plan,
     pub moco: Moco,
     pub opt: Optimizer,
-    /// Steps taken so far.
+    /// Steps taken so far (enqueued on the device; [`Trainer::drain`] says whether they held).
     pub step: u64,
     pub device: Device,
     first_layer: Vec<String>,
+    normalize: Normalize,
     /// Everything the forward pass changes before the loss is known -- the momentum encoder
     /// (its update comes before the keys, as in the reference) and every BatchNorm's running
-    /// statistics -- paired with a copy taken before each step, so that a non-finite step is
-    /// undone exactly. One copy of the momentum encoder in memory; one device copy per step.
-    guard: Vec<(Tensor, Tensor)>,
+    /// statistics -- as flat buffers per dtype, each with a copy refreshed on the device at the
+    /// start of every step while no step has gone non-finite.
+    guard: Vec<Flat>,
+    /// 1 once any step's loss or gradient norm was not finite (sticky), else 0: a one-element
+    /// fp32 tensor on the device that masks the optimizer and freezes the guard's copies.
+    found_inf: Tensor,
+    pending: Vec<Pending>,
 }
 
 impl Trainer {
@@ -62,17 +112,30 @@ impl Trainer {
         let first_layer =
             params.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(n, _)| n.clone()).collect();
         let trainable: std::collections::HashSet<&String> = params.iter().map(|(n, _)| n).collect();
-        let guard = moco
-            .named_tensors()
-            .into_iter()
-            .filter(|(n, _)| !trainable.contains(n))
-            .map(|(_, t)| {
-                let copy = t.detach().copy();
-                (t, copy)
-            })
-            .collect();
+        let mut by_kind: Vec<(Kind, Vec<Tensor>)> = Vec::new();
+        for (n, t) in moco.named_tensors() {
+            if trainable.contains(&n) {
+                continue;
+            }
+            match by_kind.iter_mut().find(|(k, _)| *k == t.kind()) {
+                Some((_, v)) => v.push(t),
+                None => by_kind.push((t.kind(), vec![t])),
+            }
+        }
+        let guard = by_kind.into_iter().map(|(_, mut ts)| Flat::adopt(&mut ts)).collect();
         let opt = Optimizer::new(plan.optimizer, params);
-        Self { plan, moco, opt, step: 0, device, first_layer, guard }
+        Self {
+            plan,
+            moco,
+            opt,
+            step: 0,
+            device,
+            first_layer,
+            normalize: Normalize::new(device),
+            guard,
+            found_inf: Tensor::zeros([1], (Kind::Float, device)),
+            pending: Vec::new(),
+        }
     }
 
     /// Which parameters the first-layer gradient norm covers.
@@ -82,22 +145,25 @@ impl Trainer {
 
     /// Float views from a `[B, 2, S, S, 3]` u8 batch already on the device.
     pub fn views(&self, u8_batch: &Tensor) -> (Tensor, Tensor) {
-        normalize_views(u8_batch, Kind::Float)
+        self.normalize.views(u8_batch, Kind::Float)
     }
 
-    /// One training step on a u8 two-view batch on the device. On a non-finite loss nothing is
-    /// applied: the online weights, the optimizer state, the momentum encoder, the BatchNorm
-    /// statistics and the step counter are as they were before the call.
-    pub fn train_step(&mut self, u8_batch: &Tensor) -> Result<StepStats, NonFinite> {
+    /// Enqueues one training step on a u8 two-view batch on the device, and returns without
+    /// waiting for it: no value is read back. A step whose loss or gradient norm is not finite
+    /// applies nothing (the optimizer is masked on the device, the momentum encoder and the
+    /// BatchNorm statistics are restored from the guard), nor does any step after it;
+    /// [`Trainer::drain`] reports it.
+    pub fn step(&mut self, u8_batch: &Tensor) {
         let lr = self.plan.schedule.lr(self.step);
         let m = self.plan.schedule.momentum(self.step);
         let (mut x1, x2) = self.views(u8_batch);
         if self.plan.config.debug_nan_at_step == self.step + 1 {
             x1 *= f64::NAN;
         }
+        let healthy = self.found_inf.lt(0.5);
         tch::no_grad(|| {
-            for (live, copy) in &self.guard {
-                copy.shallow_clone().copy_(live);
+            for f in &self.guard {
+                f.copy.shallow_clone().copy_(&f.live.where_self(&healthy, &f.copy));
             }
         });
         self.opt.zero_grad();
@@ -107,29 +173,97 @@ impl Trainer {
             let _amp = self.plan.autocast.then(|| Autocast::new(self.device, Kind::BFloat16));
             self.moco.forward(&x1, &x2, m)
         };
-        let loss = out.loss.double_value(&[]);
-        if !loss.is_finite() {
-            // DEVIATION: the reference trains on; we stop and undo the step (deviations #7).
-            tch::no_grad(|| {
-                for (live, copy) in &self.guard {
-                    live.shallow_clone().copy_(copy);
-                }
-            });
-            return Err(NonFinite { step: self.step, loss });
-        }
         out.loss.backward();
+        let values = self.apply(&out.loss, lr);
+        self.step += 1;
+        self.pending.push(Pending { step: self.step, lr, momentum: m, values });
+    }
+
+    /// After backward: the gradient norms (and clipping), the non-finite flag, and the masked
+    /// optimizer step -- multi-tensor ops, a fixed number whatever the model's depth. Returns
+    /// `[loss, grad_norm, grad_norm_first]` on the device.
+    fn apply(&mut self, loss: &Tensor, lr: f64) -> Tensor {
         let grads = self.opt.grads();
-        let first = global_norm(
-            grads.iter().filter(|(n, _)| self.first_layer.iter().any(|f| f == n)).map(|(_, g)| g),
-        );
+        let refs: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
+        let first: Vec<&Tensor> = grads
+            .iter()
+            .filter(|(n, _)| self.first_layer.iter().any(|f| f == n))
+            .map(|(_, g)| g)
+            .collect();
+        let first = norm_of_norms(&norms(&first));
         let grad_norm = if self.plan.config.grad_clip > 0.0 {
             self.opt.clip_grad_norm(self.plan.config.grad_clip)
         } else {
-            global_norm(grads.iter().map(|(_, g)| g))
+            norm_of_norms(&norms(&refs))
         };
-        self.opt.step(lr);
-        self.step += 1;
-        Ok(StepStats { loss, lr, momentum: m, grad_norm, grad_norm_first: first })
+        let values = Tensor::stack(&[loss.detach().to_kind(Kind::Float), grad_norm, first], 0);
+        // DEVIATION: the reference trains on; we stop and undo the step (deviations #7).
+        let bad = values.narrow(0, 0, 2).isfinite().all().logical_not().to_kind(Kind::Float);
+        tch::no_grad(|| self.found_inf.copy_(&self.found_inf.maximum(&bad.view([1]))));
+        self.opt.step_masked(lr, Some(&self.found_inf));
+        values
+    }
+
+    /// Steps enqueued and not yet read.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Reads the numbers of the steps enqueued since the last drain (one host sync). If one of
+    /// them was not finite, the model is put back to the state before it -- online weights,
+    /// optimizer state, momentum encoder, BatchNorm statistics, step counters -- and that step
+    /// is reported with the good ones before it.
+    pub fn drain(&mut self) -> Result<Vec<StepStats>, NonFinite> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let all = Tensor::stack(&pending.iter().map(|p| &p.values).collect::<Vec<_>>(), 0);
+        let host: Vec<f32> =
+            Vec::try_from(all.to_device(Device::Cpu).view([-1])).expect("fp32 values");
+        let mut good = Vec::with_capacity(pending.len());
+        for (p, v) in pending.iter().zip(host.chunks(3)) {
+            let (loss, grad_norm) = (v[0] as f64, v[1] as f64);
+            if !loss.is_finite() || !grad_norm.is_finite() {
+                let before = p.step - 1;
+                self.rewind(before);
+                return Err(NonFinite {
+                    step: before,
+                    loss: if loss.is_finite() { grad_norm } else { loss },
+                    good,
+                });
+            }
+            good.push(StepStats {
+                step: p.step,
+                loss,
+                lr: p.lr,
+                momentum: p.momentum,
+                grad_norm,
+                grad_norm_first: v[2] as f64,
+            });
+        }
+        Ok(good)
+    }
+
+    /// Back to the state after `step` steps, the first non-finite step being `step + 1`: the
+    /// guard's copies were frozen at its start and the optimizer skipped it and every step
+    /// after.
+    fn rewind(&mut self, step: u64) {
+        tch::no_grad(|| {
+            for f in &self.guard {
+                f.live.shallow_clone().copy_(&f.copy);
+            }
+            let _ = self.found_inf.zero_();
+        });
+        self.step = step;
+        self.opt.steps = step as i64;
+    }
+
+    /// One step and its numbers ([`Trainer::step`] then [`Trainer::drain`]): a host sync per
+    /// step, for tests and benchmarks.
+    pub fn train_step(&mut self, u8_batch: &Tensor) -> Result<StepStats, NonFinite> {
+        self.step(u8_batch);
+        self.drain().map(|mut v| v.pop().expect("one step"))
     }
 
     /// Everything a checkpoint holds as tensors: model variables by name, optimizer state
@@ -164,6 +298,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_step_changes_nothing() {
+        let _rng = crate::torch_rng();
         let cfg = TrainConfig { debug_nan_at_step: 3, ..crate::config::tiny() };
         let plan = cfg.plan(16, Device::Cpu).unwrap();
         let mut t = Trainer::new(plan, Device::Cpu);
@@ -186,5 +321,72 @@ mod tests {
                 && after.iter().any(|(n, _)| n.contains("running_mean")),
             "the comparison covers the momentum encoder and BN statistics"
         );
+    }
+
+    fn tiny_trainer(depth: i64, nan_at: u64) -> Trainer {
+        let cfg =
+            TrainConfig { depth: Some(depth), debug_nan_at_step: nan_at, ..crate::config::tiny() };
+        Trainer::new(cfg.plan(16, Device::Cpu).unwrap(), Device::Cpu)
+    }
+
+    /// A batch that depends on `seed` only (not on torch's global RNG, which tests running
+    /// in parallel share).
+    fn batch(seed: i64) -> Tensor {
+        let n = 4 * 2 * 16 * 16 * 3;
+        let v: Vec<u8> = (0..n).map(|i| ((i * (2 * seed + 1) + seed) % 251) as u8).collect();
+        Tensor::from_slice(&v).view([4, 2, 16, 16, 3])
+    }
+
+    #[test]
+    fn a_step_reads_nothing_back_and_its_update_is_a_fixed_number_of_ops() {
+        let _rng = crate::torch_rng();
+        let mut counts = Vec::new();
+        for depth in [1, 4] {
+            let mut t = tiny_trainer(depth, 0);
+            let x = batch(1);
+            t.step(&x);
+            let ((), whole) = crate::shim::count_ops(|| t.step(&x)).unwrap();
+            assert_eq!(whole.host_reads, 0, "depth {depth}: a step waits for nothing: {whole:?}");
+            // The part after backward (norms, clipping, flag, optimizer) and the momentum update.
+            let (x1, x2) = t.views(&x);
+            t.opt.zero_grad();
+            let out = t.moco.forward(&x1, &x2, 0.99);
+            out.loss.backward();
+            let (_, apply) = crate::shim::count_ops(|| t.apply(&out.loss, 1e-4)).unwrap();
+            let ((), momentum) = crate::shim::count_ops(|| t.moco.update_momentum(0.99)).unwrap();
+            assert_eq!(apply.host_reads + momentum.host_reads, 0);
+            counts.push((apply.ops, momentum.ops, t.opt.grads().len()));
+        }
+        let (a1, m1, n1) = counts[0];
+        let (a4, m4, n4) = counts[1];
+        assert!(n4 > n1 + 20, "the deeper model has more tensors: {n1} vs {n4}");
+        assert_eq!((a1, m1), (a4, m4), "ops do not grow with the number of tensors");
+        assert!(a1 + m1 <= 60, "optimizer + momentum + norms: {} ops", a1 + m1);
+    }
+
+    #[test]
+    fn a_non_finite_step_found_later_undoes_itself_and_every_step_after() {
+        let _rng = crate::torch_rng();
+        let mut t = tiny_trainer(1, 3);
+        let mut reference = tiny_trainer(1, 0);
+        // The same start whatever other tests do with torch's global RNG meanwhile.
+        let init: HashMap<String, Tensor> =
+            t.moco.named_tensors().into_iter().map(|(n, x)| (n, x.detach().copy())).collect();
+        reference.moco.load_named(&init).unwrap();
+        for s in 1..=5 {
+            t.step(&batch(s));
+        }
+        assert_eq!(t.pending(), 5);
+        let nf = t.drain().unwrap_err();
+        assert_eq!((nf.step, nf.good.len(), t.step, t.opt.steps), (2, 2, 2, 2));
+        assert!(nf.loss.is_nan());
+        assert_eq!(nf.good.iter().map(|s| s.step).collect::<Vec<_>>(), [1, 2]);
+        for s in 1..=2 {
+            reference.train_step(&batch(s)).unwrap();
+        }
+        for ((n, a), (m, b)) in t.state_tensors().iter().zip(&reference.state_tensors()) {
+            assert_eq!(n, m);
+            assert!(a.equal(b), "{n}: not the state after the last good step");
+        }
     }
 }

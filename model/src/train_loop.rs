@@ -7,34 +7,34 @@
 //! RUN_DIR holds `plan.json` (the resolved plan, written atomically at every start),
 //! `metrics.jsonl` ([`crate::metrics::Record`] lines) and `checkpoints/step-NNNNNNNN/`.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::Error;
 use crate::checkpoint::{self, Cursor, DataIdentity, Loaded, RunState, STATE_VERSION};
 use crate::config::Plan;
+use crate::handoff::Uploader;
 use crate::knn::KnnResult;
 use crate::metrics::{KnnRecord, MetricsLog, Record, TrainRecord};
-use crate::train::{StepStats, Trainer};
+use crate::train::{NonFinite, StepStats, Trainer};
 
 /// Errors of a feed or a hook: whatever the caller's crate uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One batch for a step.
+/// One batch for a step, in host memory: the loop moves it to the device through its
+/// [`Uploader`], which drops `host` (giving the buffer back to the loader) only once nothing
+/// can read it any more.
 pub struct Fed {
-    /// `[B, 2, S, S, 3]` u8 on the trainer's device.
-    pub pixels: Tensor,
+    /// The bytes of a `[B, 2, S, S, 3]` u8 tensor (C order).
+    pub host: Box<dyn AsRef<[u8]>>,
+    pub shape: [i64; 5],
     /// Where this batch is in the data order, and the cursor after it.
     pub at: Cursor,
     pub next: Cursor,
-    /// Whatever must outlive the step that reads `pixels` (the host buffer a device copy reads
-    /// from); dropped after the next step has run.
-    pub keep: Box<dyn Any>,
 }
 
 /// Where batches come from: the loader, as wired by the caller.
@@ -217,6 +217,9 @@ struct Window {
 #[derive(Debug)]
 pub struct TrainLoop {
     trainer: Trainer,
+    uploader: Uploader,
+    /// (step, the cursor of its batch) of the steps enqueued and not yet read.
+    unread: VecDeque<(u64, Cursor)>,
     run: PathBuf,
     inputs: RunInputs,
     cursor: Cursor,
@@ -257,6 +260,10 @@ impl TrainLoop {
         let factor = trainer.plan.config.spike_factor;
         Ok(Self {
             trainer,
+            // Two batches in flight: with the loader's ring of prefetch + 2 buffers, the loader
+            // always has one to fill.
+            uploader: Uploader::new(device, 2),
+            unread: VecDeque::new(),
             run: run.to_owned(),
             inputs,
             cursor,
@@ -342,11 +349,12 @@ impl TrainLoop {
         }
         let t0 = Instant::now();
         let mut window = Window { t0, start: t0, waited: feed.waited(), step: self.trainer.step };
-        let mut held: Option<Fed> = None;
         let mut last_loss = f64::NAN;
         while self.trainer.step < plan.steps {
             if hooks.stop_requested() {
-                drop(held);
+                if let Some(out) = self.read_steps(&mut window, feed, hooks, &mut last_loss)? {
+                    return Ok(out);
+                }
                 let checkpoint = self.final_save(hooks)?;
                 return Ok(Outcome::Interrupted { step: self.trainer.step, checkpoint });
             }
@@ -358,18 +366,32 @@ impl TrainLoop {
                     return Err(Error::Feed { step: step + 1, source: "the data ended".into() });
                 }
             };
-            let stats = match self.trainer.train_step(&fed.pixels) {
-                Ok(s) => s,
-                Err(nf) => return self.non_finite(nf.step + 1, nf.loss, fed.at),
-            };
+            let pixels = self.uploader.upload(fed.host, &fed.shape)?;
+            self.trainer.step(&pixels);
+            drop(pixels);
+            self.uploader.stepped()?;
+            self.unread.push_back((self.trainer.step, fed.at));
             self.cursor = fed.next;
-            // The previous batch's host buffer is free once this step (which synchronised on
-            // the loss) has run.
-            held = Some(fed);
-            last_loss = stats.loss;
-            self.after_step(&stats, &mut window, feed, hooks)?;
+            let step = self.trainer.step;
+            let c = &plan.config;
+            let due = |every: u64| every > 0 && step.is_multiple_of(every);
+            let last = step == plan.steps;
+            let knn_due = due(c.knn_every) && !last;
+            // The host reads the device only here: every log_every steps, and before a
+            // checkpoint or a k-NN evaluation (which must not see a non-finite step).
+            let read_due = due(c.log_every.max(1)) || due(c.checkpoint_every) || knn_due || last;
+            if read_due
+                && let Some(out) = self.read_steps(&mut window, feed, hooks, &mut last_loss)?
+            {
+                return Ok(out);
+            }
+            if due(c.checkpoint_every) {
+                self.save()?;
+            }
+            if knn_due {
+                self.knn(hooks)?;
+            }
         }
-        drop(held);
         self.final_save(hooks)?;
         self.knn(hooks)?;
         let secs = t0.elapsed().as_secs_f64();
@@ -379,6 +401,31 @@ impl TrainLoop {
             last_loss,
             data_wait: feed.waited().as_secs_f64() / secs.max(1e-9),
         })
+    }
+
+    /// Reads the steps enqueued since the last read: spike watch and log records for each, or
+    /// the non-finite outcome (the trainer has put the model back to the step before it).
+    fn read_steps(
+        &mut self,
+        window: &mut Window,
+        feed: &dyn Feed,
+        hooks: &mut dyn Hooks,
+        last_loss: &mut f64,
+    ) -> Result<Option<Outcome>, Error> {
+        let (stats, bad) = match self.trainer.drain() {
+            Ok(stats) => (stats, None),
+            Err(NonFinite { step, loss, good }) => (good, Some((step + 1, loss))),
+        };
+        let (img_per_s, data_wait) = window.rates(self.trainer.step, feed, &self.trainer.plan);
+        for s in &stats {
+            *last_loss = s.loss;
+            self.after_step(s, img_per_s, data_wait, window.t0, feed, hooks)?;
+        }
+        let unread = std::mem::take(&mut self.unread);
+        let Some((step, loss)) = bad else { return Ok(None) };
+        let at = unread.iter().find(|(s, _)| *s == step).map(|(_, c)| *c).unwrap_or(self.cursor);
+        self.cursor = at;
+        self.non_finite(step, loss, at).map(Some)
     }
 
     /// A checkpoint of the current step, written unless it exists.
@@ -399,49 +446,28 @@ impl TrainLoop {
         Ok(Outcome::NonFinite { step, loss, at, last_good })
     }
 
-    /// Spike watch, log record, periodic checkpoint and k-NN after a step.
+    /// Spike watch and log record of one step that was read.
     fn after_step(
         &mut self,
-        stats: &StepStats,
-        window: &mut Window,
+        s: &StepStats,
+        img_per_s: f64,
+        data_wait: f64,
+        t0: Instant,
         feed: &dyn Feed,
         hooks: &mut dyn Hooks,
     ) -> Result<(), Error> {
-        let c = &self.trainer.plan.config;
-        let (log_every, ckpt_every, knn_every) =
-            (c.log_every.max(1), c.checkpoint_every, c.knn_every);
-        let step = self.trainer.step;
-        let last = step == self.trainer.plan.steps;
-        let spike = self.spikes.check(stats.grad_norm_first);
+        let plan = &self.trainer.plan;
+        let step = s.step;
+        let logged = step.is_multiple_of(plan.config.log_every.max(1)) || step == plan.steps;
+        let spike = self.spikes.check(s.grad_norm_first);
         if spike {
-            let (norm, factor) = (stats.grad_norm_first, self.spikes.factor);
+            let (norm, factor) = (s.grad_norm_first, self.spikes.factor);
             hooks.event(Event::Spike { step, norm, factor });
         }
-        if step.is_multiple_of(log_every) || last || spike {
-            let rec = self.record(stats, spike, window, feed);
-            self.metrics.write(&Record::Train(rec.clone()))?;
-            hooks.event(Event::Logged(&rec));
+        if !(logged || spike) {
+            return Ok(());
         }
-        if ckpt_every > 0 && step.is_multiple_of(ckpt_every) {
-            self.save()?;
-        }
-        if knn_every > 0 && step.is_multiple_of(knn_every) && !last {
-            self.knn(hooks)?;
-        }
-        Ok(())
-    }
-
-    fn record(&self, s: &StepStats, spike: bool, w: &mut Window, feed: &dyn Feed) -> TrainRecord {
-        let now = Instant::now();
-        let waited = feed.waited();
-        let step = self.trainer.step;
-        let secs = (now - w.start).as_secs_f64().max(1e-9);
-        let plan = &self.trainer.plan;
-        let img_per_s = (step - w.step) as f64 * plan.config.batch_size as f64 / secs;
-        let data_wait = (waited.saturating_sub(w.waited)).as_secs_f64() / secs;
-        let t0 = w.t0;
-        *w = Window { t0, start: now, waited, step };
-        TrainRecord {
+        let rec = TrainRecord {
             step,
             epoch: step as f64 / plan.schedule.steps_per_epoch.max(1) as f64,
             loss: s.loss,
@@ -453,8 +479,25 @@ impl TrainLoop {
             data_wait,
             spike,
             replaced_rows: feed.replaced_rows(),
-            elapsed_s: (now - t0).as_secs_f64(),
-        }
+            elapsed_s: t0.elapsed().as_secs_f64(),
+        };
+        self.metrics.write(&Record::Train(rec.clone()))?;
+        hooks.event(Event::Logged(&rec));
+        Ok(())
+    }
+}
+
+impl Window {
+    /// Images per second and the fraction of the time spent waiting for data since the last
+    /// call, which restarts the window at `step`.
+    fn rates(&mut self, step: u64, feed: &dyn Feed, plan: &Plan) -> (f64, f64) {
+        let now = Instant::now();
+        let waited = feed.waited();
+        let secs = (now - self.start).as_secs_f64().max(1e-9);
+        let img_per_s = (step - self.step) as f64 * plan.config.batch_size as f64 / secs;
+        let data_wait = waited.saturating_sub(self.waited).as_secs_f64() / secs;
+        (self.start, self.waited, self.step) = (now, waited, step);
+        (img_per_s, data_wait)
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use twoview_model::checkpoint::{self, DataIdentity, Loaded};
 use twoview_model::knn::{KnnParams, KnnResult};
 use twoview_model::train::{Layers, Plan, TrainConfig, Trainer};
@@ -143,10 +143,10 @@ fn run_inputs(args: &Args, rows: u64, recipe: &Recipe) -> anyhow::Result<RunInpu
     })
 }
 
-/// Pinned (page-locked) host memory from libtorch for batch buffers, so copies to the GPU can
-/// be asynchronous. Each buffer is a pinned u8 tensor kept alive until the loader frees it.
+/// Pinned (page-locked) host memory from libtorch's own allocator for batch buffers, so that
+/// copies to the GPU are asynchronous. A buffer that cannot be pinned is an error (the loader
+/// then fails to start), never pageable memory in disguise.
 struct PinnedAlloc {
-    device: Device,
     held: Mutex<std::collections::HashMap<usize, Tensor>>,
 }
 
@@ -155,11 +155,14 @@ struct PinnedAlloc {
 // else -- until `free` removes it.
 unsafe impl BatchAlloc for PinnedAlloc {
     fn alloc(&self, bytes: usize) -> Option<NonNull<u8>> {
-        let t = Tensor::f_empty([(bytes + ALIGN) as i64], (Kind::Uint8, Device::Cpu))
-            .and_then(|t| t.f_pin_memory(self.device))
-            .ok()?;
-        let base = t.data_ptr() as usize;
-        let aligned = base.next_multiple_of(ALIGN);
+        let t = match twoview_model::shim::empty_pinned(bytes + ALIGN) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("train: error: cannot pin {bytes} bytes for a batch buffer: {e}");
+                return None;
+            }
+        };
+        let aligned = (t.data_ptr() as usize).next_multiple_of(ALIGN);
         self.held.lock().expect("not poisoned").insert(aligned, t);
         NonNull::new(aligned as *mut u8)
     }
@@ -169,24 +172,20 @@ unsafe impl BatchAlloc for PinnedAlloc {
     }
 }
 
-/// A batch as a tensor on the device. On CPU it wraps the loader's buffer (no copy: the
-/// normalisation reads it directly); on CUDA it is a non-blocking copy from pinned memory, so
-/// the caller keeps the `Batch` alive until the step that used it has synchronised.
-fn to_device(batch: &Batch, s: i64, device: Device) -> Tensor {
-    let px = batch.pixels();
-    let dims = [batch.len as i64, 2, s, s, 3];
-    // SAFETY: `px` holds exactly len·2·s·s·3 bytes laid out as `dims`, and outlives every use
-    // of the tensor (the caller keeps `batch` until the step is done).
-    let host = unsafe { Tensor::from_blob(px.as_ptr(), &dims, &[], Kind::Uint8, Device::Cpu) };
-    if device == Device::Cpu { host } else { host.to_device_(device, Kind::Uint8, true, false) }
+/// A loader batch as host bytes for the hand-off (`twoview_model::handoff`): the buffer goes
+/// back to the loader's ring when this is dropped.
+struct HostBatch(Batch);
+
+impl AsRef<[u8]> for HostBatch {
+    fn as_ref(&self) -> &[u8] {
+        self.0.pixels()
+    }
 }
 
-/// The loader as the training loop's [`Feed`]: each batch wrapped as a tensor and moved to the
-/// device, the loader's buffer kept alive with it.
+/// The loader as the training loop's [`Feed`]: host batches, which the loop hands to the device.
 struct LoaderFeed {
     loader: Loader,
     size: i64,
-    device: Device,
 }
 
 fn model_cursor(c: Cursor) -> checkpoint::Cursor {
@@ -199,11 +198,12 @@ impl Feed for LoaderFeed {
             Ok(b) => b,
             Err(e) => return Some(Err(e.into())),
         };
+        let s = self.size;
         Some(Ok(Fed {
-            pixels: to_device(&batch, self.size, self.device),
+            shape: [batch.len as i64, 2, s, s, 3],
             at: model_cursor(batch.cursor),
             next: model_cursor(batch.next_cursor),
-            keep: Box::new(batch),
+            host: Box::new(HostBatch(batch)),
         }))
     }
 
@@ -245,7 +245,7 @@ fn open_loader(
         return Ok(Loader::from_views(&args.shards, "train", lc)?);
     }
     let alloc: Arc<dyn BatchAlloc> = if device.is_cuda() {
-        Arc::new(PinnedAlloc { device, held: Mutex::new(Default::default()) })
+        Arc::new(PinnedAlloc { held: Mutex::new(Default::default()) })
     } else {
         Arc::new(HeapAlloc)
     };
@@ -411,7 +411,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let knn = knn_data(args)?;
     let loader = open_loader(args, train_set, recipe, &plan, tl.cursor(), device)?;
-    let mut feed = LoaderFeed { loader, size: plan.moco.vit.image_size, device };
+    let mut feed = LoaderFeed { loader, size: plan.moco.vit.image_size };
     crate::signals::install();
     let progress = Progress::new(plan.steps.saturating_sub(tl.start_step()), "steps");
     let mut cli = Cli { knn, progress, start_step: tl.start_step() };

@@ -12,6 +12,7 @@ fn refs(v: &[Tensor]) -> Vec<&Tensor> {
 
 #[test]
 fn fused_adamw_is_adamw_and_found_inf_skips_it() {
+    let _rng = crate::torch_rng();
     tch::manual_seed(3);
     let shapes: [&[i64]; 3] = [&[4, 5], &[7], &[2, 3, 3]];
     let params = rand(&shapes);
@@ -44,6 +45,7 @@ fn fused_adamw_is_adamw_and_found_inf_skips_it() {
 
 #[test]
 fn foreach_ops_and_the_op_counter() {
+    let _rng = crate::torch_rng();
     tch::manual_seed(4);
     let shapes: Vec<&[i64]> =
         (0..40).map(|i| if i % 2 == 0 { &[3, 4][..] } else { &[5][..] }).collect();
@@ -51,12 +53,18 @@ fn foreach_ops_and_the_op_counter() {
     let b = rand(&shapes);
     let expect: Vec<Tensor> = a.iter().zip(&b).map(|(x, y)| x + (y - x) * 0.25).collect();
     let ((), n) = count_ops(|| foreach_lerp_(&refs(&a), &refs(&b), 0.25).unwrap()).unwrap();
-    assert_eq!(n, 1, "one multi-tensor op, whatever it runs inside");
+    assert_eq!(
+        n,
+        OpCount { ops: 1, host_reads: 0 },
+        "one multi-tensor op, whatever it runs inside"
+    );
     for (x, e) in a.iter().zip(&expect) {
         assert!(x.allclose(e, 1e-6, 1e-6, false));
     }
     let (norms, n) = count_ops(|| foreach_norm(&refs(&a)).unwrap()).unwrap();
-    assert!(n <= 2, "norms and their stack: {n} ops");
+    assert!(n.ops <= 2 && n.host_reads == 0, "norms and their stack: {n:?}");
+    let (_, n) = count_ops(|| norms.double_value(&[0])).unwrap();
+    assert!(n.host_reads >= 1, "reading a value is seen: {n:?}");
     let one = a[3].norm().double_value(&[]);
     assert!((norms.double_value(&[3]) - one).abs() < 1e-5);
     let ((), n) = count_ops(|| {
@@ -65,7 +73,7 @@ fn foreach_ops_and_the_op_counter() {
         }
     })
     .unwrap();
-    assert!(n >= 40, "one op per tensor counted: {n}");
+    assert!(n.ops >= 40, "one op per tensor counted: {n:?}");
     foreach_mul_(&refs(&a), &Tensor::from_slice(&[0.0f32])).unwrap();
     assert!(a.iter().all(|x| x.abs().sum(Kind::Float).double_value(&[]) == 0.0));
     foreach_copy_(&refs(&a), &refs(&b)).unwrap();
