@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One MoCo v3 training step (fp32, CPU, same threads), twoview beside the PyTorch reference
-# (timm ViT + the same heads/loss/AdamW, python/bench_train.py) in the same run, alternating
-# so drift on a shared machine hits both. Usage: scripts/bench-train.sh [ROUNDS]
+# (timm ViT + the same heads/loss, AdamW(foreach=True), python/bench_train.py) in the same run,
+# alternating so drift on a shared machine hits both; the median ratio, its spread over rounds,
+# and each side's phase split. Usage: scripts/bench-train.sh [ROUNDS]
+# BEFORE=path/to/an/older/twoview adds that binary as a third side (before/after figures).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -18,19 +20,35 @@ trap 'rm -f "$res"' EXIT
 for cfg in "vit_tiny 16" "vit_small 8"; do
   set -- $cfg
   for r in $(seq "$rounds"); do
-    "$bin" bench train-step --preset "$1" --batch "$2" --threads "$threads" --steps 5 --warmup 2 | tee -a "$res"
-    .venv/bin/python python/bench_train.py --preset "$1" --batch "$2" --threads "$threads" --steps 5 --warmup 2 | tee -a "$res"
+    "$bin" bench train-step --preset "$1" --batch "$2" --threads "$threads" --steps 5 --warmup 2 --phases \
+      | sed "s/^{/{\"round\": $r, /" | tee -a "$res"
+    .venv/bin/python python/bench_train.py --preset "$1" --batch "$2" --threads "$threads" --steps 5 --warmup 2 --phases \
+      | sed "s/^{/{\"round\": $r, /" | tee -a "$res"
+    if [ -n "${BEFORE:-}" ]; then
+      "$BEFORE" bench train-step --preset "$1" --batch "$2" --threads "$threads" --steps 5 --warmup 2 \
+        | sed "s/^{/{\"round\": $r, /; s/\"impl\":\"twoview\"/\"impl\":\"before\"/" | tee -a "$res"
+    fi
   done
 done
-# Median over every timed step of every round, per implementation; ratio twoview / PyTorch.
+# Per implementation: median over every timed step of every round; the ratio to PyTorch, and
+# its spread as the min..max of the per-round ratios; each side's phase medians.
 .venv/bin/python - "$res" <<'PY'
 import json, statistics, sys
-steps = {}
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    steps.setdefault((r["preset"], r["batch"]), {}).setdefault(r["impl"], []).extend(r["step_s"])
-for (preset, batch), by in steps.items():
-    tv, pt = statistics.median(by["twoview"]), statistics.median(by["pytorch"])
-    print(f"{preset} batch {batch}: twoview {tv:.3f} s/step, PyTorch {pt:.3f} s/step, "
-          f"ratio {tv / pt:.3f} ({len(by['twoview'])} and {len(by['pytorch'])} steps)")
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault((r["preset"], r["batch"]), {}).setdefault(r["impl"], []).append(r)
+for (preset, batch), impls in by.items():
+    med = lambda rs: statistics.median([s for r in rs for s in r["step_s"]])
+    pt = med(impls["pytorch"])
+    for name, rs in impls.items():
+        per_round = {r["round"]: statistics.median(r["step_s"]) for r in rs}
+        pt_round = {r["round"]: statistics.median(r["step_s"]) for r in impls["pytorch"]}
+        ratios = [per_round[k] / pt_round[k] for k in per_round if k in pt_round]
+        phases = {k: round(statistics.median([r["phases_s"][k] for r in rs if r.get("phases_s")]), 4)
+                  for k in (rs[0].get("phases_s") or {})}
+        extra = f", {rs[0]['ops_per_step']} ops and {rs[0]['host_reads_per_step']} host reads per step" \
+            if "ops_per_step" in rs[0] else ""
+        print(f"{preset} batch {batch} {name}: {med(rs):.3f} s/step, ratio to PyTorch {med(rs) / pt:.3f} "
+              f"(rounds {min(ratios):.3f}..{max(ratios):.3f}){extra}; phases {phases}")
 PY

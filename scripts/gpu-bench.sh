@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# GPU figures for docs/benchmarks.md (issue 5): img/s, data-wait and MFU of MoCo v3 ViT-S/16 and
-# ViT-B/16 at 224, bf16, on a machine with an NVIDIA GPU and torch 2.11.0+cu130 but no Rust.
+# GPU figures for docs/benchmarks.md (issues 5, 15): img/s, data-wait, MFU, ATen ops and host
+# reads per step of MoCo v3 ViT-S/16 and ViT-B/16 at 224, bf16, at batch 256 and the largest
+# per-GPU batch that fits; a loader-fed run; and a 200-step tiny-config loss trajectory on the CPU
+# (fp32) against CUDA (TF32 off), compared within a stated tolerance. For a machine with an
+# NVIDIA GPU and torch 2.11.0+cu130 but no Rust. Every check that fails stops the script with a
+# message: it never reports numbers it could not trust.
 #
 #   scripts/gpu-bench.sh prepare [DATA]   # here: release binary (stripped) + 1,000 JPEG-shard
 #                                         # images into .cache/gpu-bench (< 64 MiB, carried)
@@ -34,13 +38,24 @@ case "${1:-}" in
     peak=${3:-989}
     export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     bin=$out/twoview
-    "$bin" info
-    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv || true
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv \
+      || { echo "gpu-bench: no nvidia-smi: not a GPU machine" >&2; exit 1; }
+    "$bin" info --device cuda:0 \
+      || { echo "gpu-bench: twoview cannot run on cuda:0 (LD_LIBRARY_PATH=$lib)" >&2; exit 1; }
     res=${OUT:-/tmp}/gpu-bench.jsonl
     : > "$res"
-    for cfg in "vit_small 256" "vit_base 256"; do
+    for cfg in "vit_small 256" "vit_base 256" "vit_small 1024" "vit_base 512"; do
       set -- $cfg
-      "$bin" bench train-step --device cuda --bf16 --preset "$1" --batch "$2" --steps 20 --warmup 5 | tee -a "$res"
+      "$bin" bench train-step --device cuda --bf16 --phases --preset "$1" --batch "$2" --steps 20 --warmup 5 \
+        | tee -a "$res" || echo "gpu-bench: $1 batch $2 did not run (out of memory?)" >&2
+    done
+    # CPU fp32 against CUDA with TF32 off: the same tiny run, 200 steps, every loss compared.
+    tiny="--preset vit_tiny --set image_size=32 --set patch=8 --set dim=64 --set depth=2 --set heads=2
+      --set mlp_dim=128 --set out_dim=64 --set batch_size=32 --set epochs=10 --set warmup_epochs=1
+      --set max_steps=200 --set log_every=1 --set checkpoint_every=0 --set amp=off --set tf32=false
+      --set threads=8 --set seed=3"
+    for d in cpu cuda; do
+      "$bin" train --shards "$out/shards" --out "${OUT:-/tmp}/tiny-$d" --device $d $tiny 2>&1 | tail -2
     done
     # Loader-fed training: 1,000 JPEG rows decoded and augmented by the loader (15 workers).
     for p in vit_small vit_base; do
@@ -50,16 +65,40 @@ case "${1:-}" in
         --set log_every=20 --set checkpoint_every=0 --set threads=15 --set prefetch=6 2>&1 | tail -4
       tail -n 3 "$run/metrics.jsonl" | tee -a "$res"
     done
-    python3 - "$res" "$peak" <<'PY'
+    python3 - "$res" "$peak" "${OUT:-/tmp}" <<'PY'
 import json, sys
 peak = float(sys.argv[2]) * 1e12
+bad = []
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if "mfu_flops_per_s" in r:
-        print(f"{r['preset']} batch {r['batch']}: {r['img_per_s']:.0f} img/s, step {r['step_s_median']*1e3:.1f} ms, "
-              f"MFU {100 * r['mfu_flops_per_s'] / peak:.1f} % of {peak/1e12:.0f} TFLOP/s")
+        mfu = r["mfu_flops_per_s"] / peak
+        print(f"{r['preset']} batch {r['batch']}: {r['img_per_s']:.0f} img/s, step {r['step_s_median']*1e3:.1f} ms "
+              f"(back to back {r['pipelined_step_s']*1e3:.1f} ms), MFU {100 * mfu:.1f} % of {peak/1e12:.0f} TFLOP/s, "
+              f"{r['ops_per_step']} ATen ops and {r['host_reads_per_step']} host reads per step, phases {r['phases_s']}")
+        if not 0 < mfu < 1:
+            bad.append(f"{r['preset']} batch {r['batch']}: MFU {mfu:.2f} is not a fraction: timing or peak is wrong")
+        if r["host_reads_per_step"] != 0:
+            bad.append(f"{r['preset']}: {r['host_reads_per_step']} host reads in a step (must be 0)")
     elif r.get("kind") == "train":
         print(f"train step {r['step']}: {r['img_per_s']:.0f} img/s, data-wait {100*r['data_wait']:.2f} %, loss {r['loss']:.3f}")
+def losses(d):
+    return [json.loads(l)["loss"] for l in open(f"{sys.argv[3]}/tiny-{d}/metrics.jsonl") if '"kind":"train"' in l]
+cpu, cuda = losses("cpu"), losses("cuda")
+if len(cpu) != 200 or len(cuda) != 200:
+    bad.append(f"tiny trajectory: {len(cpu)} CPU and {len(cuda)} CUDA losses, expected 200 each")
+else:
+    rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(cpu, cuda)]
+    worst = max(rel)
+    # fp32 on two devices: different reduction orders drift apart over steps; 1e-3 relative on
+    # every loss of 200 steps is what "the same training" means here.
+    print(f"tiny trajectory CPU fp32 vs CUDA (TF32 off), 200 steps: max relative loss difference {worst:.2e} "
+          f"(step {rel.index(worst) + 1}), first {rel[0]:.2e}, last {rel[-1]:.2e}; tolerance 1e-3")
+    if worst > 1e-3:
+        bad.append(f"tiny trajectory: CPU and CUDA losses differ by {worst:.2e} > 1e-3")
+if bad:
+    print("gpu-bench: FAILED:\n  " + "\n  ".join(bad), file=sys.stderr)
+    sys.exit(1)
 PY
     ;;
   *) echo "usage: $0 prepare [DATA] | device [TORCH_LIB] [PEAK_TFLOPS]" >&2; exit 2 ;;

@@ -361,6 +361,7 @@ mod tests {
         let (a4, m4, n4) = counts[1];
         assert!(n4 > n1 + 20, "the deeper model has more tensors: {n1} vs {n4}");
         assert_eq!((a1, m1), (a4, m4), "ops do not grow with the number of tensors");
+        eprintln!("after backward: {a1} ops, momentum update: {m1} ({n1} and {n4} tensors)");
         assert!(a1 + m1 <= 60, "optimizer + momentum + norms: {} ops", a1 + m1);
     }
 

@@ -166,6 +166,16 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
         }
     }
     let med = median(times.clone());
+    // One more step, counted: ATen ops dispatched and host reads (a sync each on CUDA).
+    let ((), count) = twoview_model::shim::count_ops(|| trainer.step(&batch))?;
+    let _ = trainer.drain();
+    // As the training loop runs: `steps` steps enqueued back to back, one read at the end.
+    let t = Instant::now();
+    for _ in 0..a.steps {
+        trainer.step(&batch);
+    }
+    trainer.drain().map_err(|e| anyhow::anyhow!("non-finite loss {e:?}"))?;
+    let pipelined = t.elapsed().as_secs_f64() / a.steps.max(1) as f64;
     let phases =
         if a.phases { phase_times(&mut trainer, &batch, a.steps) } else { Default::default() };
     println!(
@@ -174,7 +184,8 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
             "impl": "twoview", "preset": a.preset, "image": a.image, "batch": a.batch,
             "threads": tch::get_num_threads(), "device": a.device, "bf16": a.bf16,
             "step_s_median": med, "step_s": times, "img_per_s": a.batch as f64 / med,
-            "phases_s": phases,
+            "pipelined_step_s": pipelined,
+            "phases_s": phases, "ops_per_step": count.ops, "host_reads_per_step": count.host_reads,
             "gflop_per_step": vit.moco_step_flops_per_image() * a.batch as f64 / 1e9,
             "mfu_flops_per_s": vit.moco_step_flops_per_image() * a.batch as f64 / med,
         })
@@ -182,7 +193,9 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Median seconds of each phase of a step (synchronised after each on CUDA).
+/// Median seconds of each phase of a step (synchronised after each on CUDA): views, forward
+/// (with the momentum update), backward, optimizer (zeroing, norms, AdamW), and the one read
+/// of the step's numbers.
 fn phase_times(
     trainer: &mut twoview_model::train::Trainer,
     batch: &tch::Tensor,
@@ -206,16 +219,19 @@ fn phase_times(
         lap(0, &mut t);
         trainer.opt.zero_grad();
         let out = trainer.moco.forward(&x1, &x2, 0.99);
-        let _ = out.loss.double_value(&[]);
         lap(1, &mut t);
         out.loss.backward();
         lap(2, &mut t);
-        let _ = twoview_model::optim::global_norm(trainer.opt.grads().iter().map(|(_, g)| g));
-        lap(3, &mut t);
+        let grads: Vec<tch::Tensor> = trainer.opt.grads().into_iter().map(|(_, g)| g).collect();
+        let _norm = twoview_model::optim::norm_of_norms(&twoview_model::optim::norms(
+            &grads.iter().collect::<Vec<_>>(),
+        ));
         trainer.opt.step(1e-4);
+        lap(3, &mut t);
+        let _ = out.loss.double_value(&[]);
         lap(4, &mut t);
     }
-    let names = ["views", "forward", "backward", "grad_norm", "optimizer"];
+    let names = ["views", "forward", "backward", "optimizer", "read"];
     names.iter().zip(ph).map(|(name, v)| ((*name).to_owned(), median(v).into())).collect()
 }
 

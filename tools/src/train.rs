@@ -385,6 +385,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     if device.is_cuda() {
         twoview_model::amp::set_tf32(config.tf32);
+        tch::Cuda::cudnn_set_benchmark(true);
     }
     let train_set = ShardSet::open(&args.shards, "train")?;
     let plan = layers.plan(&config, train_set.len(), device)?;
