@@ -61,6 +61,9 @@ pub enum Error {
         newest.display()
     )]
     RunExists { dir: PathBuf, newest: PathBuf },
+    /// Data-parallel set-up or a collective failed (a lost peer, a timeout, a busy port).
+    #[error("distributed: {0}")]
+    Dist(String),
     /// A libtorch op called through the shim (csrc/shim.cpp) threw.
     #[error("libtorch {op}: {message}")]
     Libtorch { op: &'static str, message: String },

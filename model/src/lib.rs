@@ -15,6 +15,7 @@ pub mod amp;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod dist;
 mod error;
 pub mod export;
 pub mod handoff;
