@@ -275,7 +275,7 @@ fn hostname() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn vars<'a>(kv: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
@@ -324,7 +324,7 @@ mod tests {
     /// Runs `f(group)` on `world` threads, each a rank of one group on 127.0.0.1.
     pub(crate) fn on_ranks<R: Send + 'static>(
         world: usize,
-        f: impl Fn(&Group) -> R + Send + Sync + 'static,
+        f: impl Fn(std::sync::Arc<Group>) -> R + Send + Sync + 'static,
     ) -> Vec<R> {
         let port = free_port();
         let f = std::sync::Arc::new(f);
@@ -342,7 +342,7 @@ mod tests {
                         source: "test",
                     };
                     let g = Group::join(&l, Duration::from_secs(30)).unwrap();
-                    f(&g)
+                    f(std::sync::Arc::new(g))
                 })
             })
             .collect();

@@ -6,9 +6,12 @@
 //! of a 3-layer projector are `head.0` (Linear), `head.1` (BN), `head.3`, `head.4`, `head.6`,
 //! `head.7` (BN without affine).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
+use crate::dist::Group;
 use crate::vit::{Vit, VitConfig};
 
 /// The method's hyper-parameters that shape the model.
@@ -57,7 +60,10 @@ impl BatchNorm {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, train: bool, group: Option<&Group>) -> Tensor {
+        if let Some(g) = group.filter(|_| train) {
+            return self.forward_sync(x, g);
+        }
         x.batch_norm(
             self.weight.as_ref(),
             self.bias.as_ref(),
@@ -68,6 +74,46 @@ impl BatchNorm {
             1e-5,
             true,
         )
+    }
+}
+
+impl BatchNorm {
+    /// SyncBatchNorm's training forward: statistics over every rank's batch (moco-v3 converts
+    /// every BN of the model), gathered as per-rank (mean, M2, n) and combined with Chan's
+    /// formula in fp32; with a gradient through the gathered statistics when grad mode is on
+    /// (the base encoder's heads), without under no_grad (the momentum encoder's). Running
+    /// statistics: momentum 0.1, the unbiased global variance, as `nn.SyncBatchNorm`.
+    fn forward_sync(&self, x: &Tensor, g: &Group) -> Tensor {
+        let xf = x.to_kind(Kind::Float);
+        let n = xf.size()[0];
+        let c = xf.size()[1];
+        let mean = xf.mean_dim(0, false, Kind::Float);
+        let m2 = (&xf - &mean).square().sum_dim_intlist(0, false, Kind::Float);
+        let count = Tensor::full([1], n as f64, (Kind::Float, xf.device()));
+        let local =
+            Tensor::cat(&[mean.view([1, c]), m2.view([1, c]), count.expand([1, c], true)], 0);
+        let grad = xf.requires_grad();
+        let all = g
+            .all_gather(&local.view([1, 3, c]), grad)
+            .expect("SyncBatchNorm statistics: a collective failed (a peer is gone)");
+        let (means, m2s, ns) = (all.select(1, 0), all.select(1, 1), all.select(1, 2));
+        let total = ns.sum_dim_intlist(0, false, Kind::Float);
+        let gmean = (&means * &ns).sum_dim_intlist(0, false, Kind::Float) / &total;
+        let spread = (&ns * (&means - &gmean).square()).sum_dim_intlist(0, false, Kind::Float);
+        let gm2 = m2s.sum_dim_intlist(0, false, Kind::Float) + spread;
+        let var = &gm2 / &total;
+        tch::no_grad(|| {
+            let unbiased = &gm2 / (&total - 1.0).clamp_min(1.0);
+            let mut rm = self.running_mean.shallow_clone();
+            let mut rv = self.running_var.shallow_clone();
+            let _ = rm.g_mul_scalar_(0.9).g_add_(&(gmean.detach() * 0.1));
+            let _ = rv.g_mul_scalar_(0.9).g_add_(&(unbiased.detach() * 0.1));
+        });
+        let mut y = (&xf - &gmean) / (var + 1e-5).sqrt();
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            y = y * w + b;
+        }
+        y.to_kind(x.kind())
     }
 }
 
@@ -93,12 +139,13 @@ impl Mlp {
         Self { layers }
     }
 
-    /// `train` uses batch statistics and updates the running ones, as `model.train()` does.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    /// `train` uses batch statistics and updates the running ones, as `model.train()` does;
+    /// with `group`, the statistics are every rank's (SyncBatchNorm).
+    pub fn forward(&self, x: &Tensor, train: bool, group: Option<&Group>) -> Tensor {
         let mut x = x.shallow_clone();
         let n = self.layers.len();
         for (i, (w, bn)) in self.layers.iter().enumerate() {
-            x = bn.forward(&x.linear(w, None::<Tensor>), train);
+            x = bn.forward(&x.linear(w, None::<Tensor>), train, group);
             if i + 1 < n {
                 x = x.relu();
             }
@@ -145,6 +192,8 @@ pub struct Moco {
     pub momentum_encoder: Encoder,
     /// (base parameter, momentum parameter) pairs for the momentum update, in name order.
     pairs: Vec<(Tensor, Tensor)>,
+    /// The data-parallel group: SyncBatchNorm statistics and all-gathered keys.
+    group: Option<Arc<Group>>,
 }
 
 impl std::fmt::Debug for Moco {
@@ -173,8 +222,16 @@ impl Moco {
             config.out_dim,
         );
         let momentum_encoder = Encoder::new(&(momentum.root() / "momentum_encoder"), &config);
-        let mut moco =
-            Self { config, online, momentum, base, predictor, momentum_encoder, pairs: Vec::new() };
+        let mut moco = Self {
+            config,
+            online,
+            momentum,
+            base,
+            predictor,
+            momentum_encoder,
+            pairs: Vec::new(),
+            group: None,
+        };
         let on = moco.online.variables();
         let mo = moco.momentum.variables();
         let mut names: Vec<&String> = mo.keys().collect();
@@ -191,6 +248,12 @@ impl Moco {
             }
         });
         moco
+    }
+
+    /// Trains data-parallel in `group`: every BatchNorm's statistics and the keys of the loss
+    /// are the whole global batch's, as moco-v3 under DDP.
+    pub fn distribute(&mut self, group: Arc<Group>) {
+        self.group = Some(group);
     }
 
     /// `param_m = param_m · m + param_b · (1 − m)` over every parameter (not the BN buffers).
@@ -249,19 +312,20 @@ impl Moco {
         // the reference do (docs/deviations.md #2; BN without sync, one process: #3).
         let both = Tensor::cat(&[x1, x2], 0);
         let feats = self.base.vit.forward(&both);
-        let q1 =
-            self.predictor.forward(&self.base.head.forward(&feats.narrow(0, 0, b), true), true);
-        let q2 =
-            self.predictor.forward(&self.base.head.forward(&feats.narrow(0, b, b), true), true);
+        let g = self.group.as_deref();
+        let head =
+            |x: &Tensor| self.predictor.forward(&self.base.head.forward(x, true, g), true, g);
+        let q1 = head(&feats.narrow(0, 0, b));
+        let q2 = head(&feats.narrow(0, b, b));
         let (k1, k2) = tch::no_grad(|| {
             self.update_momentum(m);
             let f = self.momentum_encoder.vit.forward(&both);
-            let k1 = self.momentum_encoder.head.forward(&f.narrow(0, 0, b), true);
-            let k2 = self.momentum_encoder.head.forward(&f.narrow(0, b, b), true);
+            let k1 = self.momentum_encoder.head.forward(&f.narrow(0, 0, b), true, g);
+            let k2 = self.momentum_encoder.head.forward(&f.narrow(0, b, b), true, g);
             (k1, k2)
         });
         let t = self.config.temperature;
-        let loss = contrastive(&q1, &k2, t) + contrastive(&q2, &k1, t);
+        let loss = contrastive_in(&q1, &k2, t, g) + contrastive_in(&q2, &k1, t, g);
         Output { loss, q1, q2, k1, k2 }
     }
 
@@ -277,14 +341,25 @@ impl Moco {
 /// Always in fp32, autocast or not: normalisation, logits and cross-entropy of bf16 heads'
 /// outputs in bf16 would round the logits to 8 bits of mantissa (at τ = 0.2, steps of ~0.03 in
 /// a logit). The reference's fp16 autocast runs softmax/CE in fp32 too.
-// DEVIATION: the batch's own keys, not all-gathered (one process; docs/deviations.md #4).
 pub fn contrastive(q: &Tensor, k: &Tensor, t: f64) -> Tensor {
+    contrastive_in(q, k, t, None)
+}
+
+/// [`contrastive`] in a data-parallel group: the keys of every rank (gathered without
+/// gradient, after normalisation, as moco-v3's `concat_all_gather`), labels offset by rank.
+pub fn contrastive_in(q: &Tensor, k: &Tensor, t: f64, group: Option<&Group>) -> Tensor {
     let _fp32 = crate::amp::Autocast::off(q.device());
     let q = l2_normalize(&q.to_kind(Kind::Float));
-    let k = l2_normalize(&k.to_kind(Kind::Float));
+    let mut k = l2_normalize(&k.to_kind(Kind::Float));
+    let n = q.size()[0];
+    let mut offset = 0;
+    if let Some(g) = group {
+        k = tch::no_grad(|| g.all_gather(&k.detach(), false))
+            .expect("all-gather of the keys: a collective failed (a peer is gone)");
+        offset = n * g.rank as i64;
+    }
     let logits = q.matmul(&k.tr()) / t;
-    let n = logits.size()[0];
-    let labels = Tensor::arange(n, (Kind::Int64, logits.device()));
+    let labels = Tensor::arange_start(offset, offset + n, (Kind::Int64, logits.device()));
     logits.to_kind(Kind::Float).cross_entropy_loss(
         &labels,
         None::<Tensor>,
