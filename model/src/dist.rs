@@ -55,7 +55,13 @@ fn check(op: &'static str, e: *mut c_char) -> Result<(), Error> {
         tv_free_error(e);
         m
     };
-    Err(Error::Dist(format!("{op}: {message}")))
+    let hint = if op == "rendezvous" {
+        ""
+    } else {
+        " -- a peer process is gone (killed, crashed or unreachable) or timed out; the last \
+         checkpoint is intact: relaunch every rank with --resume"
+    };
+    Err(Error::Dist(format!("{op}: {message}{hint}")))
 }
 
 /// This process's place in a data-parallel job, as the launcher says it.

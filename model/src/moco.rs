@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
+use crate::Error;
 use crate::dist::Group;
 use crate::vit::{Vit, VitConfig};
 
@@ -60,11 +61,11 @@ impl BatchNorm {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool, group: Option<&Group>) -> Tensor {
+    fn forward(&self, x: &Tensor, train: bool, group: Option<&Group>) -> Result<Tensor, Error> {
         if let Some(g) = group.filter(|_| train) {
             return self.forward_sync(x, g);
         }
-        x.batch_norm(
+        Ok(x.batch_norm(
             self.weight.as_ref(),
             self.bias.as_ref(),
             Some(&self.running_mean),
@@ -73,7 +74,7 @@ impl BatchNorm {
             0.1,
             1e-5,
             true,
-        )
+        ))
     }
 }
 
@@ -83,7 +84,7 @@ impl BatchNorm {
     /// formula in fp32; with a gradient through the gathered statistics when grad mode is on
     /// (the base encoder's heads), without under no_grad (the momentum encoder's). Running
     /// statistics: momentum 0.1, the unbiased global variance, as `nn.SyncBatchNorm`.
-    fn forward_sync(&self, x: &Tensor, g: &Group) -> Tensor {
+    fn forward_sync(&self, x: &Tensor, g: &Group) -> Result<Tensor, Error> {
         let xf = x.to_kind(Kind::Float);
         let n = xf.size()[0];
         let c = xf.size()[1];
@@ -93,9 +94,7 @@ impl BatchNorm {
         let local =
             Tensor::cat(&[mean.view([1, c]), m2.view([1, c]), count.expand([1, c], true)], 0);
         let grad = xf.requires_grad();
-        let all = g
-            .all_gather(&local.view([1, 3, c]), grad)
-            .expect("SyncBatchNorm statistics: a collective failed (a peer is gone)");
+        let all = g.all_gather(&local.view([1, 3, c]), grad)?;
         let (means, m2s, ns) = (all.select(1, 0), all.select(1, 1), all.select(1, 2));
         let total = ns.sum_dim_intlist(0, false, Kind::Float);
         let gmean = (&means * &ns).sum_dim_intlist(0, false, Kind::Float) / &total;
@@ -113,7 +112,7 @@ impl BatchNorm {
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
             y = y * w + b;
         }
-        y.to_kind(x.kind())
+        Ok(y.to_kind(x.kind()))
     }
 }
 
@@ -141,16 +140,16 @@ impl Mlp {
 
     /// `train` uses batch statistics and updates the running ones, as `model.train()` does;
     /// with `group`, the statistics are every rank's (SyncBatchNorm).
-    pub fn forward(&self, x: &Tensor, train: bool, group: Option<&Group>) -> Tensor {
+    pub fn forward(&self, x: &Tensor, train: bool, group: Option<&Group>) -> Result<Tensor, Error> {
         let mut x = x.shallow_clone();
         let n = self.layers.len();
         for (i, (w, bn)) in self.layers.iter().enumerate() {
-            x = bn.forward(&x.linear(w, None::<Tensor>), train, group);
+            x = bn.forward(&x.linear(w, None::<Tensor>), train, group)?;
             if i + 1 < n {
                 x = x.relu();
             }
         }
-        x
+        Ok(x)
     }
 }
 
@@ -306,6 +305,11 @@ impl Moco {
     /// through base encoder and predictor (BN statistics per view), then — without gradients —
     /// the momentum update with `m` and the keys, then the symmetrised loss.
     pub fn forward(&self, x1: &Tensor, x2: &Tensor, m: f64) -> Output {
+        self.try_forward(x1, x2, m).expect("one process runs no collective")
+    }
+
+    /// [`Moco::forward`]; in a data-parallel group its collectives can fail (a lost peer).
+    pub fn try_forward(&self, x1: &Tensor, x2: &Tensor, m: f64) -> Result<Output, Error> {
         let b = x1.size()[0];
         // DEVIATION: one backbone pass over both views (the reference calls it per view); the
         // backbone has no batch coupling, and the heads see each view alone, as two calls of
@@ -313,20 +317,21 @@ impl Moco {
         let both = Tensor::cat(&[x1, x2], 0);
         let feats = self.base.vit.forward(&both);
         let g = self.group.as_deref();
-        let head =
-            |x: &Tensor| self.predictor.forward(&self.base.head.forward(x, true, g), true, g);
-        let q1 = head(&feats.narrow(0, 0, b));
-        let q2 = head(&feats.narrow(0, b, b));
-        let (k1, k2) = tch::no_grad(|| {
+        let head = |x: &Tensor| -> Result<Tensor, Error> {
+            self.predictor.forward(&self.base.head.forward(x, true, g)?, true, g)
+        };
+        let q1 = head(&feats.narrow(0, 0, b))?;
+        let q2 = head(&feats.narrow(0, b, b))?;
+        let (k1, k2) = tch::no_grad(|| -> Result<(Tensor, Tensor), Error> {
             self.update_momentum(m);
             let f = self.momentum_encoder.vit.forward(&both);
-            let k1 = self.momentum_encoder.head.forward(&f.narrow(0, 0, b), true, g);
-            let k2 = self.momentum_encoder.head.forward(&f.narrow(0, b, b), true, g);
-            (k1, k2)
-        });
+            let k1 = self.momentum_encoder.head.forward(&f.narrow(0, 0, b), true, g)?;
+            let k2 = self.momentum_encoder.head.forward(&f.narrow(0, b, b), true, g)?;
+            Ok((k1, k2))
+        })?;
         let t = self.config.temperature;
-        let loss = contrastive_in(&q1, &k2, t, g) + contrastive_in(&q2, &k1, t, g);
-        Output { loss, q1, q2, k1, k2 }
+        let loss = contrastive_in(&q1, &k2, t, g)? + contrastive_in(&q2, &k1, t, g)?;
+        Ok(Output { loss, q1, q2, k1, k2 })
     }
 
     /// Backbone features for evaluation: class token after the final norm, `[B, dim]`.
@@ -342,31 +347,35 @@ impl Moco {
 /// outputs in bf16 would round the logits to 8 bits of mantissa (at τ = 0.2, steps of ~0.03 in
 /// a logit). The reference's fp16 autocast runs softmax/CE in fp32 too.
 pub fn contrastive(q: &Tensor, k: &Tensor, t: f64) -> Tensor {
-    contrastive_in(q, k, t, None)
+    contrastive_in(q, k, t, None).expect("one process runs no collective")
 }
 
 /// [`contrastive`] in a data-parallel group: the keys of every rank (gathered without
 /// gradient, after normalisation, as moco-v3's `concat_all_gather`), labels offset by rank.
-pub fn contrastive_in(q: &Tensor, k: &Tensor, t: f64, group: Option<&Group>) -> Tensor {
+pub fn contrastive_in(
+    q: &Tensor,
+    k: &Tensor,
+    t: f64,
+    group: Option<&Group>,
+) -> Result<Tensor, Error> {
     let _fp32 = crate::amp::Autocast::off(q.device());
     let q = l2_normalize(&q.to_kind(Kind::Float));
     let mut k = l2_normalize(&k.to_kind(Kind::Float));
     let n = q.size()[0];
     let mut offset = 0;
     if let Some(g) = group {
-        k = tch::no_grad(|| g.all_gather(&k.detach(), false))
-            .expect("all-gather of the keys: a collective failed (a peer is gone)");
+        k = tch::no_grad(|| g.all_gather(&k.detach(), false))?;
         offset = n * g.rank as i64;
     }
     let logits = q.matmul(&k.tr()) / t;
     let labels = Tensor::arange_start(offset, offset + n, (Kind::Int64, logits.device()));
-    logits.to_kind(Kind::Float).cross_entropy_loss(
+    Ok(logits.to_kind(Kind::Float).cross_entropy_loss(
         &labels,
         None::<Tensor>,
         Reduction::Mean,
         -100,
         0.0,
-    ) * (2.0 * t)
+    ) * (2.0 * t))
 }
 
 /// `F.normalize(x, dim=1)`: x / max(‖x‖, 1e-12).

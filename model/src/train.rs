@@ -38,6 +38,15 @@ pub struct NonFinite {
     pub good: Vec<StepStats>,
 }
 
+/// Why [`Trainer::drain`] gives no numbers.
+#[derive(Debug)]
+pub enum StepError {
+    /// A step was not finite; the model is back at the step before it.
+    NonFinite(NonFinite),
+    /// A collective failed (a lost peer, a timeout).
+    Failed(Error),
+}
+
 /// Tensors of one dtype made views of one flat buffer, with a copy of it: the state a step
 /// changes before its loss is known, kept restorable without a per-tensor loop.
 #[derive(Debug)]
@@ -200,7 +209,7 @@ impl Trainer {
     /// applies nothing (the optimizer is masked on the device, the momentum encoder and the
     /// BatchNorm statistics are restored from the guard), nor does any step after it;
     /// [`Trainer::drain`] reports it.
-    pub fn step(&mut self, u8_batch: &Tensor) {
+    pub fn step(&mut self, u8_batch: &Tensor) -> Result<(), Error> {
         let lr = self.plan.schedule.lr(self.step);
         let m = self.plan.schedule.momentum(self.step);
         let (mut x1, x2) = self.views(u8_batch);
@@ -218,21 +227,21 @@ impl Trainer {
             // DEVIATION: bf16 autocast without a GradScaler (moco-v3: fp16 + GradScaler);
             // docs/deviations.md #1.
             let _amp = self.plan.autocast.then(|| Autocast::new(self.device, Kind::BFloat16));
-            self.moco.forward(&x1, &x2, m)
+            self.moco.try_forward(&x1, &x2, m)?
         };
         out.loss.backward();
         if let Some(g) = &self.group {
             // DDP's average: every rank applies the same update.
             let grads: Vec<Tensor> = self.opt.grads().into_iter().map(|(_, g)| g).collect();
             let refs: Vec<&Tensor> = grads.iter().collect();
-            g.all_reduce_sum_(&refs)
-                .expect("gradient all-reduce: a collective failed (a peer is gone)");
+            g.all_reduce_sum_(&refs)?;
             let inv = Tensor::from_slice(&[1.0f32 / g.world as f32]).to_device(self.device);
             crate::shim::foreach_mul_(&refs, &inv).expect("average gradients");
         }
         let values = self.apply(&out.loss, lr);
         self.step += 1;
         self.pending.push(Pending { step: self.step, lr, momentum: m, values });
+        Ok(())
     }
 
     /// After backward: the gradient norms (and clipping), the non-finite flag, and the masked
@@ -269,7 +278,7 @@ impl Trainer {
     /// them was not finite, the model is put back to the state before it -- online weights,
     /// optimizer state, momentum encoder, BatchNorm statistics, step counters -- and that step
     /// is reported with the good ones before it.
-    pub fn drain(&mut self) -> Result<Vec<StepStats>, NonFinite> {
+    pub fn drain(&mut self) -> Result<Vec<StepStats>, StepError> {
         if self.pending.is_empty() {
             return Ok(Vec::new());
         }
@@ -278,7 +287,7 @@ impl Trainer {
         if let Some(g) = &self.group {
             // The logged loss is the mean over ranks (the gradient norms are already global).
             let loss = all.select(1, 0).contiguous();
-            g.all_reduce_sum_(&[&loss]).expect("loss all-reduce: a collective failed");
+            g.all_reduce_sum_(&[&loss]).map_err(StepError::Failed)?;
             all = Tensor::cat(&[(loss / g.world as f64).view([-1, 1]), all.narrow(1, 1, 2)], 1);
         }
         let host: Vec<f32> =
@@ -289,11 +298,11 @@ impl Trainer {
             if !loss.is_finite() || !grad_norm.is_finite() {
                 let before = p.step - 1;
                 self.rewind(before);
-                return Err(NonFinite {
+                return Err(StepError::NonFinite(NonFinite {
                     step: before,
                     loss: if loss.is_finite() { grad_norm } else { loss },
                     good,
-                });
+                }));
             }
             good.push(StepStats {
                 step: p.step,
@@ -324,8 +333,13 @@ impl Trainer {
     /// One step and its numbers ([`Trainer::step`] then [`Trainer::drain`]): a host sync per
     /// step, for tests and benchmarks.
     pub fn train_step(&mut self, u8_batch: &Tensor) -> Result<StepStats, NonFinite> {
-        self.step(u8_batch);
-        self.drain().map(|mut v| v.pop().expect("one step"))
+        let failed = |e: Error| -> NonFinite { panic!("a step failed: {e}") };
+        self.step(u8_batch).map_err(failed)?;
+        match self.drain() {
+            Ok(mut v) => Ok(v.pop().expect("one step")),
+            Err(StepError::NonFinite(nf)) => Err(nf),
+            Err(StepError::Failed(e)) => Err(failed(e)),
+        }
     }
 
     /// Everything a checkpoint holds as tensors: model variables by name, optimizer state
@@ -406,8 +420,9 @@ mod tests {
         for depth in [1, 4] {
             let mut t = tiny_trainer(depth, 0);
             let x = batch(1);
-            t.step(&x);
-            let ((), whole) = crate::shim::count_ops(|| t.step(&x)).unwrap();
+            t.step(&x).unwrap();
+            let (r, whole) = crate::shim::count_ops(|| t.step(&x)).unwrap();
+            r.unwrap();
             assert_eq!(whole.host_reads, 0, "depth {depth}: a step waits for nothing: {whole:?}");
             // The part after backward (norms, clipping, flag, optimizer) and the momentum update.
             let (x1, x2) = t.views(&x);
@@ -437,10 +452,10 @@ mod tests {
             t.moco.named_tensors().into_iter().map(|(n, x)| (n, x.detach().copy())).collect();
         reference.moco.load_named(&init).unwrap();
         for s in 1..=5 {
-            t.step(&batch(s));
+            t.step(&batch(s)).unwrap();
         }
         assert_eq!(t.pending(), 5);
-        let nf = t.drain().unwrap_err();
+        let StepError::NonFinite(nf) = t.drain().unwrap_err() else { panic!("not a NaN stop") };
         assert_eq!((nf.step, nf.good.len(), t.step, t.opt.steps), (2, 2, 2, 2));
         assert!(nf.loss.is_nan());
         assert_eq!(nf.good.iter().map(|s| s.step).collect::<Vec<_>>(), [1, 2]);

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,11 @@ use tch::Device;
 use crate::Error;
 use crate::checkpoint::{self, Cursor, DataIdentity, Loaded, RunState, STATE_VERSION};
 use crate::config::Plan;
+use crate::dist::Group;
 use crate::handoff::Uploader;
 use crate::knn::KnnResult;
 use crate::metrics::{KnnRecord, MetricsLog, Record, TrainRecord};
-use crate::train::{NonFinite, StepStats, Trainer};
+use crate::train::{NonFinite, StepError, StepStats, Trainer};
 
 /// Errors of a feed or a hook: whatever the caller's crate uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,9 +134,18 @@ pub fn checkpoints(run: &Path) -> PathBuf {
 /// The checkpoint a start continues from: the newest when `resume`; an error when the folder
 /// holds a run and `resume` is not set. Removes temporaries of interrupted saves (the caller
 /// holds the run folder's lock, so no live trainer owns them).
-pub fn resume_point(run: &Path, resume: bool, device: Device) -> Result<Option<Loaded>, Error> {
+///
+/// `main`: this process owns the run folder (one process, or rank 0): only it cleans.
+pub fn resume_point(
+    run: &Path,
+    resume: bool,
+    device: Device,
+    main: bool,
+) -> Result<Option<Loaded>, Error> {
     let root = checkpoints(run);
-    checkpoint::clean_temporaries(&root);
+    if main {
+        checkpoint::clean_temporaries(&root);
+    }
     match (checkpoint::latest(&root)?, resume) {
         (Some(dir), true) => checkpoint::load_dir(&dir, device).map(Some),
         (Some(newest), false) => Err(Error::RunExists { dir: run.to_owned(), newest }),
@@ -223,7 +234,8 @@ pub struct TrainLoop {
     run: PathBuf,
     inputs: RunInputs,
     cursor: Cursor,
-    metrics: MetricsLog,
+    /// metrics.jsonl, on the process that writes the run's files.
+    metrics: Option<MetricsLog>,
     spikes: SpikeWatch,
     start_step: u64,
     saved_at: u64,
@@ -232,13 +244,32 @@ pub struct TrainLoop {
 impl TrainLoop {
     /// Builds the trainer for `plan` (restored from `resumed` when given), writes plan.json and
     /// opens metrics.jsonl (dropping records after the checkpoint's step).
+    ///
+    /// With a data-parallel `group`, every rank runs the same loop on its share of each batch;
+    /// rank 0 alone writes plan.json, metrics.jsonl and checkpoints (the others wait for it at
+    /// each save) and runs the k-NN evaluations.
     pub fn new(
         plan: Plan,
         device: Device,
         run: &Path,
         inputs: RunInputs,
         resumed: Option<&Loaded>,
+        group: Option<Arc<Group>>,
     ) -> Result<Self, Error> {
+        let main = group.as_ref().is_none_or(|g| g.rank == 0);
+        let mut trainer = Trainer::new(plan.clone(), device);
+        let mut cursor = Cursor::default();
+        if let Some(l) = resumed {
+            trainer.restore(l)?;
+            cursor = l.state.cursor;
+        }
+        if let Some(g) = group {
+            trainer.distribute(g)?;
+        }
+        let start_step = trainer.step;
+        if !main {
+            return Ok(Self::with(trainer, device, run, inputs, cursor, None));
+        }
         std::fs::create_dir_all(run).map_err(Error::file("cannot create", run))?;
         let file = PlanFile {
             plan: plan.clone(),
@@ -249,16 +280,21 @@ impl TrainLoop {
         };
         let text = serde_json::to_string_pretty(&file).expect("a plan serialises") + "\n";
         crate::metrics::write_atomic(&run.join("plan.json"), text.as_bytes())?;
-        let mut trainer = Trainer::new(plan, device);
-        let mut cursor = Cursor::default();
-        if let Some(l) = resumed {
-            trainer.restore(l)?;
-            cursor = l.state.cursor;
-        }
-        let start_step = trainer.step;
         let metrics = MetricsLog::open(&run.join("metrics.jsonl"), start_step)?;
+        Ok(Self::with(trainer, device, run, inputs, cursor, Some(metrics)))
+    }
+
+    fn with(
+        trainer: Trainer,
+        device: Device,
+        run: &Path,
+        inputs: RunInputs,
+        cursor: Cursor,
+        metrics: Option<MetricsLog>,
+    ) -> Self {
         let factor = trainer.plan.config.spike_factor;
-        Ok(Self {
+        let start_step = trainer.step;
+        Self {
             trainer,
             // Two batches in flight: with the loader's ring of prefetch + 2 buffers, the loader
             // always has one to fill.
@@ -270,8 +306,33 @@ impl TrainLoop {
             metrics,
             spikes: SpikeWatch { recent: VecDeque::new(), factor },
             start_step,
-            saved_at: start_step,
-        })
+            // A resumed run's start is saved; a new run has no checkpoint yet.
+            saved_at: if start_step > 0 { start_step } else { u64::MAX },
+        }
+    }
+
+    /// Whether this process writes the run's files (one process, or rank 0).
+    pub fn is_main(&self) -> bool {
+        self.trainer.group().is_none_or(|g| g.rank == 0)
+    }
+
+    fn record(&mut self, r: &Record) -> Result<(), Error> {
+        match &mut self.metrics {
+            Some(m) => m.write(r),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rank has reached this point; with `ok` false on rank 0 (its save failed), the
+    /// others stop too, naming why.
+    fn join_ranks(&self, ok: bool, what: &str) -> Result<(), Error> {
+        let Some(g) = self.trainer.group() else { return Ok(()) };
+        let flag = tch::Tensor::from_slice(&[if ok { 0.0f32 } else { 1.0 }]);
+        g.all_reduce_max_(&[&flag])?;
+        if flag.double_value(&[0]) > 0.0 && ok {
+            return Err(Error::Dist(format!("rank 0 failed at {what}; stopping with it")));
+        }
+        Ok(())
     }
 
     pub fn trainer(&self) -> &Trainer {
@@ -301,28 +362,39 @@ impl TrainLoop {
         }
     }
 
-    /// Writes a checkpoint of the current step; a failure names the last good one.
+    /// Writes a checkpoint of the current step; a failure names the last good one. With a
+    /// group: the ranks' weights are checked equal first, rank 0 writes, the others wait for it.
     pub fn save(&mut self) -> Result<PathBuf, Error> {
         let root = checkpoints(&self.run);
         let keep = self.trainer.plan.config.keep_checkpoints;
         let step = self.trainer.step;
-        match checkpoint::save(&root, step, &self.trainer.state_tensors(), &self.state(), keep) {
-            Ok(dir) => {
-                self.saved_at = step;
-                Ok(dir)
-            }
-            Err(e) => Err(Error::SaveFailed {
-                step,
-                source: Box::new(e),
-                last_good: checkpoint::latest(&root).ok().flatten(),
-            }),
+        self.trainer.check_same_weights(&format!("the checkpoint of step {step}"))?;
+        let saved = if self.is_main() {
+            checkpoint::save(&root, step, &self.trainer.state_tensors(), &self.state(), keep)
+                .map_err(|e| Error::SaveFailed {
+                    step,
+                    source: Box::new(e),
+                    last_good: checkpoint::latest(&root).ok().flatten(),
+                })
+        } else {
+            Ok(root.join(format!("step-{step:08}")))
+        };
+        self.join_ranks(saved.is_ok(), &format!("the checkpoint of step {step}"))?;
+        if saved.is_ok() {
+            self.saved_at = step;
         }
+        saved
     }
 
     // DEVIATION: k-NN monitoring on a val split, which moco-v3 does not have (deviations #9).
     fn knn(&mut self, hooks: &mut dyn Hooks) -> Result<(), Error> {
         let step = self.trainer.step;
-        let found = hooks.knn(&self.trainer).map_err(|source| Error::Knn { step, source })?;
+        if !self.is_main() {
+            return self.join_ranks(true, &format!("the k-NN evaluation of step {step}"));
+        }
+        let found = hooks.knn(&self.trainer).map_err(|source| Error::Knn { step, source });
+        self.join_ranks(found.is_ok(), &format!("the k-NN evaluation of step {step}"))?;
+        let found = found?;
         if let Some((r, train_images)) = found {
             let rec = KnnRecord {
                 step,
@@ -332,7 +404,7 @@ impl TrainLoop {
                 val_images: r.n,
                 train_images,
             };
-            self.metrics.write(&Record::Knn(rec.clone()))?;
+            self.record(&Record::Knn(rec.clone()))?;
             hooks.event(Event::Knn(&rec));
         }
         Ok(())
@@ -351,7 +423,7 @@ impl TrainLoop {
         let mut window = Window { t0, start: t0, waited: feed.waited(), step: self.trainer.step };
         let mut last_loss = f64::NAN;
         while self.trainer.step < plan.steps {
-            if hooks.stop_requested() {
+            if self.stop_requested(hooks)? {
                 if let Some(out) = self.read_steps(&mut window, feed, hooks, &mut last_loss)? {
                     return Ok(out);
                 }
@@ -367,7 +439,7 @@ impl TrainLoop {
                 }
             };
             let pixels = self.uploader.upload(fed.host, &fed.shape)?;
-            self.trainer.step(&pixels);
+            self.trainer.step(&pixels)?;
             drop(pixels);
             self.uploader.stepped()?;
             self.unread.push_back((self.trainer.step, fed.at));
@@ -414,7 +486,10 @@ impl TrainLoop {
     ) -> Result<Option<Outcome>, Error> {
         let (stats, bad) = match self.trainer.drain() {
             Ok(stats) => (stats, None),
-            Err(NonFinite { step, loss, good }) => (good, Some((step + 1, loss))),
+            Err(StepError::NonFinite(NonFinite { step, loss, good })) => {
+                (good, Some((step + 1, loss)))
+            }
+            Err(StepError::Failed(e)) => return Err(e),
         };
         let (img_per_s, data_wait) = window.rates(self.trainer.step, feed, &self.trainer.plan);
         for s in &stats {
@@ -428,20 +503,33 @@ impl TrainLoop {
         self.non_finite(step, loss, at).map(Some)
     }
 
+    /// Ctrl-C/SIGTERM. With a group the ranks decide together (any rank's request stops all),
+    /// at the steps where they read the device anyway, so that no rank is left in a collective.
+    fn stop_requested(&self, hooks: &mut dyn Hooks) -> Result<bool, Error> {
+        let mine = hooks.stop_requested();
+        let Some(g) = self.trainer.group() else { return Ok(mine) };
+        if !self.trainer.step.is_multiple_of(self.trainer.plan.config.log_every.max(1)) {
+            return Ok(false);
+        }
+        let flag = tch::Tensor::from_slice(&[if mine { 1.0f32 } else { 0.0 }]);
+        g.all_reduce_max_(&[&flag])?;
+        Ok(flag.double_value(&[0]) > 0.0)
+    }
+
     /// A checkpoint of the current step, written unless it exists.
     fn final_save(&mut self, hooks: &mut dyn Hooks) -> Result<PathBuf, Error> {
-        if self.saved_at == self.trainer.step
-            && let Some(dir) = checkpoint::latest(&checkpoints(&self.run))?
-        {
-            return Ok(dir);
+        if self.saved_at == self.trainer.step {
+            return Ok(checkpoints(&self.run).join(format!("step-{:08}", self.trainer.step)));
         }
         let dir = self.save()?;
-        hooks.event(Event::Saved { step: self.trainer.step, dir: &dir });
+        if self.is_main() {
+            hooks.event(Event::Saved { step: self.trainer.step, dir: &dir });
+        }
         Ok(dir)
     }
 
     fn non_finite(&mut self, step: u64, loss: f64, at: Cursor) -> Result<Outcome, Error> {
-        self.metrics.write(&Record::NonFinite { step, loss: format!("{loss}") })?;
+        self.record(&Record::NonFinite { step, loss: format!("{loss}") })?;
         let last_good = checkpoint::latest(&checkpoints(&self.run))?;
         Ok(Outcome::NonFinite { step, loss, at, last_good })
     }
@@ -462,7 +550,9 @@ impl TrainLoop {
         let spike = self.spikes.check(s.grad_norm_first);
         if spike {
             let (norm, factor) = (s.grad_norm_first, self.spikes.factor);
-            hooks.event(Event::Spike { step, norm, factor });
+            if self.is_main() {
+                hooks.event(Event::Spike { step, norm, factor });
+            }
         }
         if !(logged || spike) {
             return Ok(());
@@ -481,8 +571,10 @@ impl TrainLoop {
             replaced_rows: feed.replaced_rows(),
             elapsed_s: t0.elapsed().as_secs_f64(),
         };
-        self.metrics.write(&Record::Train(rec.clone()))?;
-        hooks.event(Event::Logged(&rec));
+        self.record(&Record::Train(rec.clone()))?;
+        if self.is_main() {
+            hooks.event(Event::Logged(&rec));
+        }
         Ok(())
     }
 }

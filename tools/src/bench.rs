@@ -167,12 +167,13 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
     }
     let med = median(times.clone());
     // One more step, counted: ATen ops dispatched and host reads (a sync each on CUDA).
-    let ((), count) = twoview_model::shim::count_ops(|| trainer.step(&batch))?;
+    let (stepped, count) = twoview_model::shim::count_ops(|| trainer.step(&batch))?;
+    stepped?;
     let _ = trainer.drain();
     // As the training loop runs: `steps` steps enqueued back to back, one read at the end.
     let t = Instant::now();
     for _ in 0..a.steps {
-        trainer.step(&batch);
+        trainer.step(&batch)?;
     }
     trainer.drain().map_err(|e| anyhow::anyhow!("non-finite loss {e:?}"))?;
     let pipelined = t.elapsed().as_secs_f64() / a.steps.max(1) as f64;

@@ -41,6 +41,16 @@ impl Progress {
         }
     }
 
+    /// A display that shows nothing (the other ranks of a data-parallel run).
+    pub fn hidden() -> Self {
+        let mut p = Self::new(0, "");
+        if let Some(bar) = p.bar.take() {
+            bar.finish_and_clear();
+        }
+        p.final_printed = true;
+        p
+    }
+
     /// Sets the position and a short message (e.g. "3 skipped").
     pub fn update(&mut self, done: u64, msg: String) {
         match &self.bar {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tch::{Device, Tensor};
 use twoview_model::checkpoint::{self, DataIdentity, Loaded};
+use twoview_model::dist::{Group, Launch};
 use twoview_model::knn::{KnnParams, KnnResult};
 use twoview_model::train::{Layers, Plan, TrainConfig, Trainer};
 use twoview_model::train_loop::{
@@ -81,6 +82,10 @@ pub struct Args {
     /// recipe is then the one the views were made with.
     #[arg(long)]
     views: bool,
+    /// Data-parallel runs (under torchrun, srun or RANK/WORLD_SIZE): seconds the rendezvous and
+    /// every collective may take before a lost peer is an error.
+    #[arg(long, default_value_t = 300)]
+    dist_timeout: u64,
 }
 
 /// The recipe offline views of `shards` were made with (`prep-shards --views`), checked
@@ -225,9 +230,14 @@ fn open_loader(
     plan: &Plan,
     start: checkpoint::Cursor,
     device: Device,
+    group: Option<&Group>,
 ) -> anyhow::Result<Loader> {
     let c = &plan.config;
-    let mut lc = LoaderConfig::new(c.batch_size, plan.moco.vit.image_size as u32);
+    // Data-parallel: this rank's share of every global batch (the sampler splits by rank).
+    let (rank, world) = group.map_or((0, 1), |g| (g.rank, g.world));
+    let mut lc = LoaderConfig::new(c.batch_size / world, plan.moco.vit.image_size as u32);
+    lc.rank = rank as u64;
+    lc.world = world as u64;
     lc.seed = c.seed;
     lc.start = Cursor { epoch: start.epoch, batch: start.batch };
     if c.threads > 0 {
@@ -366,20 +376,47 @@ fn describe(plan: &Plan, device: Device) -> String {
     )
 }
 
-pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let device = twoview_model::device::init(&args.device)?;
-    // One trainer per run folder: taken before anything in it is touched (a live trainer's
-    // checkpoint temporaries must not be cleaned by a second one); held until the run ends.
-    let _lock = twoview_formats::lock_dir(&args.out, "trainer")?;
-    let resumed = twoview_model::train_loop::resume_point(&args.out, args.resume, device)?;
-    if args.resume && resumed.is_none() {
-        eprintln!(
-            "train: --resume: no checkpoint in {}, starting from scratch",
-            args.out.display()
+/// The device and, under a launcher (torchrun, SLURM, RANK/WORLD_SIZE), the data-parallel
+/// group this process joins.
+fn join(args: &Args) -> anyhow::Result<(Device, Option<Arc<Group>>)> {
+    let Some(l) = Launch::from_env()? else {
+        return Ok((twoview_model::device::init(&args.device)?, None));
+    };
+    if args.device.starts_with("cuda") {
+        bail!(
+            "{} started {} processes on {}: this build has the Gloo backend only (CPU); NCCL for \
+             CUDA tensors is not built in (`twoview info`). Run data-parallel with --device cpu",
+            l.source,
+            l.world,
+            args.device
         );
     }
+    let device = twoview_model::device::init(&args.device)?;
+    let timeout = Duration::from_secs(args.dist_timeout.max(1));
+    let g = Group::join(&l, timeout)?;
+    if g.rank == 0 {
+        eprintln!(
+            "train: data-parallel: {} processes ({}, Gloo, rendezvous {}:{}, timeout {} s)",
+            l.world,
+            l.source,
+            l.master_addr,
+            l.master_port,
+            timeout.as_secs()
+        );
+    }
+    Ok((device, Some(Arc::new(g))))
+}
+
+/// The configuration on the command line (or the run's, on --resume) against the shards.
+fn resolve_plan(
+    args: &Args,
+    resumed: Option<&Loaded>,
+    rows: u64,
+    device: Device,
+    group: Option<&Group>,
+) -> anyhow::Result<Plan> {
     let layers = layers(args)?;
-    let config = configuration(&layers, resumed.as_ref())?;
+    let config = configuration(&layers, resumed)?;
     if config.torch_threads > 0 {
         tch::set_num_threads(config.torch_threads);
     }
@@ -387,8 +424,36 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         twoview_model::amp::set_tf32(config.tf32);
         tch::Cuda::cudnn_set_benchmark(true);
     }
+    let plan = layers.plan(&config, rows, device)?;
+    if let Some(g) = group
+        && !plan.config.batch_size.is_multiple_of(g.world)
+    {
+        bail!(
+            "batch_size {} is the global batch (moco-v3's --batch-size): it must divide by the {} \
+             processes, each taking batch_size / {}",
+            plan.config.batch_size,
+            g.world,
+            g.world
+        );
+    }
+    Ok(plan)
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let (device, group) = join(args)?;
+    let main = group.as_ref().is_none_or(|g| g.rank == 0);
+    // One trainer per run folder: taken before anything in it is touched (a live trainer's
+    // checkpoint temporaries must not be cleaned by a second one); held until the run ends.
+    let _lock = main.then(|| twoview_formats::lock_dir(&args.out, "trainer")).transpose()?;
+    let resumed = twoview_model::train_loop::resume_point(&args.out, args.resume, device, main)?;
+    if args.resume && resumed.is_none() && main {
+        eprintln!(
+            "train: --resume: no checkpoint in {}, starting from scratch",
+            args.out.display()
+        );
+    }
     let train_set = ShardSet::open(&args.shards, "train")?;
-    let plan = layers.plan(&config, train_set.len(), device)?;
+    let plan = resolve_plan(args, resumed.as_ref(), train_set.len(), device, group.as_deref())?;
     let recipe =
         if args.views { views_recipe(args)? } else { Recipe::preset_or_file(&args.recipe)? };
     let inputs = run_inputs(args, train_set.len(), &recipe)?;
@@ -399,9 +464,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             eprintln!("train: warning: {w}");
         }
     }
-    eprintln!("train: {}", describe(&plan, device));
-    let mut tl = TrainLoop::new(plan.clone(), device, &args.out, inputs, resumed.as_ref())?;
-    report_start(&tl, resumed.as_ref());
+    if main {
+        eprintln!("train: {}", describe(&plan, device));
+    }
+    let mut tl =
+        TrainLoop::new(plan.clone(), device, &args.out, inputs, resumed.as_ref(), group.clone())?;
+    if main {
+        report_start(&tl, resumed.as_ref());
+    }
     if tl.start_step() >= plan.steps && resumed.is_some() {
         eprintln!(
             "train: the run in {} already finished ({} steps)",
@@ -410,15 +480,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let knn = knn_data(args)?;
-    let loader = open_loader(args, train_set, recipe, &plan, tl.cursor(), device)?;
+    let knn = if main { knn_data(args)? } else { None };
+    let loader =
+        open_loader(args, train_set, recipe, &plan, tl.cursor(), device, group.as_deref())?;
     let mut feed = LoaderFeed { loader, size: plan.moco.vit.image_size };
     crate::signals::install();
-    let progress = Progress::new(plan.steps.saturating_sub(tl.start_step()), "steps");
+    let todo = plan.steps.saturating_sub(tl.start_step());
+    let progress = if main { Progress::new(todo, "steps") } else { Progress::hidden() };
     let mut cli = Cli { knn, progress, start_step: tl.start_step() };
     let outcome = tl.run(&mut feed, &mut cli);
     cli.progress.finish();
-    report_end(args, &plan, outcome?)
+    report_end(args, &plan, outcome?, main)
 }
 
 fn report_start(tl: &TrainLoop, resumed: Option<&Loaded>) {
@@ -440,7 +512,7 @@ fn report_start(tl: &TrainLoop, resumed: Option<&Loaded>) {
 }
 
 /// Prints how the run ended (and draws its curves) and gives the exit status.
-fn report_end(args: &Args, plan: &Plan, outcome: Outcome) -> anyhow::Result<ExitCode> {
+fn report_end(args: &Args, plan: &Plan, outcome: Outcome, main: bool) -> anyhow::Result<ExitCode> {
     let good =
         |p: &Option<PathBuf>| p.as_ref().map_or("(none yet)".into(), |p| p.display().to_string());
     match outcome {
@@ -463,6 +535,7 @@ fn report_end(args: &Args, plan: &Plan, outcome: Outcome) -> anyhow::Result<Exit
             eprintln!("train: the run in {} already finished ({steps} steps)", args.out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Outcome::Finished { .. } if !main => Ok(ExitCode::SUCCESS),
         Outcome::Finished { steps, secs, last_loss, data_wait } => {
             plot(&args.out);
             eprintln!(

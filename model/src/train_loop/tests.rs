@@ -89,8 +89,9 @@ fn inputs() -> RunInputs {
 }
 
 fn run_to_end(run: &Path, resume: bool, hooks: &mut Stop) -> (TrainLoop, Outcome) {
-    let resumed = resume_point(run, resume, Device::Cpu).unwrap();
-    let mut l = TrainLoop::new(plan(|_| {}), Device::Cpu, run, inputs(), resumed.as_ref()).unwrap();
+    let resumed = resume_point(run, resume, Device::Cpu, true).unwrap();
+    let mut l =
+        TrainLoop::new(plan(|_| {}), Device::Cpu, run, inputs(), resumed.as_ref(), None).unwrap();
     let mut feed = Synthetic::at(l.cursor());
     let out = l.run(&mut feed, hooks).unwrap();
     (l, out)
@@ -123,7 +124,7 @@ fn an_interrupted_run_resumes_bit_identically_in_process() {
     let Outcome::Interrupted { step: 5, checkpoint } = out else { panic!("{out:?}") };
     assert!(checkpoint.ends_with("step-00000005"), "{}", checkpoint.display());
     // A new start without resume is refused, naming the newest checkpoint.
-    let err = resume_point(&stop, false, Device::Cpu).unwrap_err().to_string();
+    let err = resume_point(&stop, false, Device::Cpu, true).unwrap_err().to_string();
     assert!(err.contains("already holds a run") && err.contains("step-00000005"), "{err}");
     let mut second = Stop::default();
     let (b, out) = run_to_end(&stop, true, &mut second);
@@ -151,7 +152,7 @@ fn a_non_finite_loss_stops_naming_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut l =
-        TrainLoop::new(plan(|c| c.debug_nan_at_step = 8), Device::Cpu, &run, inputs(), None)
+        TrainLoop::new(plan(|c| c.debug_nan_at_step = 8), Device::Cpu, &run, inputs(), None, None)
             .unwrap();
     let out = l.run(&mut Synthetic::at(Cursor::default()), &mut Stop::default()).unwrap();
     let Outcome::NonFinite { step: 8, loss, at, last_good: Some(good) } = out else {
@@ -170,7 +171,7 @@ fn a_failed_save_stops_the_run_and_says_what_is_kept() {
     let _rng = crate::torch_rng();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut l = TrainLoop::new(plan(|_| {}), Device::Cpu, &run, inputs(), None).unwrap();
+    let mut l = TrainLoop::new(plan(|_| {}), Device::Cpu, &run, inputs(), None, None).unwrap();
     // The checkpoints folder cannot be made: a file is in its place.
     fs::write(run.join("checkpoints"), b"in the way").unwrap();
     let err = l.run(&mut Synthetic::at(Cursor::default()), &mut Stop::default()).unwrap_err();

@@ -1,0 +1,190 @@
+//! `twoview train` data-parallel on the CPU (Gloo over 127.0.0.1), as a user launches it: plain
+//! RANK/WORLD_SIZE/MASTER_* variables and torchrun (the venv's `torch.distributed.run
+//! --no-python`). Two processes × batch 8 train as one process × batch 16 (global batch): the
+//! same losses and weights; a lost peer stops the survivor with a message, within the timeout.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{scratch, shards, train_cmd};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// (step, loss) of every train line of metrics.jsonl.
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+const SHORT: [&str; 3] = ["max_steps=3", "checkpoint_every=3", "threads=1"];
+
+/// `world` processes of `train` with the launcher's variables set by hand.
+fn spawn_ranks(shards: &Path, out: &Path, world: usize, extra: &[&str]) -> Vec<Child> {
+    let port = free_port().to_string();
+    let args: Vec<&str> = SHORT.iter().chain(extra).copied().collect();
+    (0..world)
+        .map(|rank| {
+            train_cmd(shards, out, &args)
+                .args(["--dist-timeout", "20"])
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn finish(children: Vec<Child>) -> Vec<Output> {
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+fn assert_close(a: &[(u64, f64)], b: &[(u64, f64)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
+    for ((s1, l1), (s2, l2)) in a.iter().zip(b) {
+        assert_eq!(s1, s2);
+        assert!((l1 - l2).abs() <= 1e-5 * l2.abs(), "{what}: step {s1}: loss {l1} vs {l2}");
+    }
+}
+
+fn weights(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut v =
+        tch::Tensor::read_safetensors(run.join("checkpoints/step-00000003/tensors.safetensors"))
+            .unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn two_processes_train_as_one_process_of_the_global_batch() {
+    let base = scratch("dist_equal");
+    let shards = shards(&base);
+    let one = base.join("one");
+    let o = train_cmd(&shards, &one, &SHORT).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let two = base.join("two");
+    let outs = finish(spawn_ranks(&shards, &two, 2, &[]));
+    for (rank, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let err0 = String::from_utf8_lossy(&outs[0].stderr);
+    assert!(err0.contains("data-parallel: 2 processes (RANK/WORLD_SIZE, Gloo"), "{err0}");
+    assert!(!String::from_utf8_lossy(&outs[1].stderr).contains("train: ViT"), "rank 1 is quiet");
+    assert_close(&losses(&two), &losses(&one), "2 × 8 against 1 × 16");
+    // The weights after 3 steps (rank 0 wrote them): the same model, to float rounding; the
+    // exact-zero-gradient elements of qkv biases and the final norm's bias are noise (±lr per
+    // Adam step) on both sides, and exact-zero BN means noise below 1e-6.
+    for ((n, a), (m, b)) in weights(&two).iter().zip(&weights(&one)) {
+        assert_eq!(n, m);
+        let max = (a - b).abs().max().double_value(&[]);
+        let rel = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-12);
+        let noise = n.contains("qkv.bias") || n.contains("encoder.norm.bias");
+        assert!(
+            rel < 1e-5 || max < 1e-6 || (noise && max < 1e-3),
+            "{n}: rel {rel:.2e}, max {max:.2e}"
+        );
+    }
+
+    // The same run through torchrun (its agent serves the store; every rank a client).
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if !py.exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs the venv's torchrun");
+        eprintln!("skipping torchrun: no {}", py.display());
+        return;
+    }
+    let torchrun = base.join("torchrun");
+    let train = train_cmd(&shards, &torchrun, &SHORT);
+    let o = Command::new(&py)
+        .args(["-m", "torch.distributed.run", "--no-python", "--nproc-per-node", "2"])
+        .args(["--master-addr", "127.0.0.1", "--master-port", &free_port().to_string()])
+        .arg(train.get_program())
+        .args(train.get_args())
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "torchrun: {err}");
+    assert!(err.contains("2 processes (torchrun, Gloo"), "{err}");
+    assert_close(&losses(&torchrun), &losses(&two), "torchrun against RANK/WORLD_SIZE");
+}
+
+#[test]
+fn a_killed_rank_stops_the_other_with_a_message_and_resume_continues() {
+    let base = scratch("dist_kill");
+    let shards = shards(&base);
+    let run = base.join("run");
+    // Long enough to be killed mid-run; checkpoints every 4 steps.
+    let extra = ["max_steps=60", "checkpoint_every=4"];
+    let mut children = spawn_ranks(&shards, &run, 2, &extra);
+    let t = Instant::now();
+    while !run.join("checkpoints/step-00000004").exists() {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    children[1].kill().unwrap(); // SIGKILL
+    let survivor = children.remove(0);
+    let t = Instant::now();
+    let out = survivor.wait_with_output().unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rank 0 went on without its peer: {err}");
+    assert!(took < Duration::from_secs(60), "rank 0 took {took:?} to notice");
+    assert!(
+        err.contains("distributed:") && err.contains("relaunch every rank with --resume"),
+        "{err}"
+    );
+    eprintln!("rank 0 after its peer was killed ({took:?}): {}", err.lines().last().unwrap_or(""));
+    let _ = children.remove(0).wait();
+
+    // Relaunch with --resume: continues from the last checkpoint, to the end.
+    let mut resumed: Vec<Child> = Vec::new();
+    let port = free_port().to_string();
+    let args: Vec<&str> = ["max_steps=60", "checkpoint_every=4", "threads=1"].to_vec();
+    for rank in 0..2 {
+        resumed.push(
+            train_cmd(&shards, &run, &args)
+                .args(["--resume", "--dist-timeout", "20"])
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let outs = finish(resumed);
+    for (rank, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(String::from_utf8_lossy(&outs[0].stderr).contains("resumed from"));
+    let got = losses(&run);
+    let steps: Vec<u64> = got.iter().map(|x| x.0).collect();
+    assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "every step logged once");
+    // Bit for bit what an uninterrupted 2-process run gives.
+    let straight = base.join("straight");
+    let outs = finish(spawn_ranks(&shards, &straight, 2, &extra));
+    assert!(outs.iter().all(|o| o.status.success()));
+    for ((s, a), (_, b)) in got.iter().zip(&losses(&straight)) {
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "step {s}: {a} after the kill and resume, {b} straight"
+        );
+    }
+}
