@@ -84,6 +84,8 @@ impl BatchNorm {
     /// formula in fp32; with a gradient through the gathered statistics when grad mode is on
     /// (the base encoder's heads), without under no_grad (the momentum encoder's). Running
     /// statistics: momentum 0.1, the unbiased global variance, as `nn.SyncBatchNorm`.
+    // DEVIATION: Chan's (mean, M2, n) combination, not PyTorch's (mean, invstd, n) kernels; the
+    // same statistics to rounding (docs/deviations.md #3).
     fn forward_sync(&self, x: &Tensor, g: &Group) -> Result<Tensor, Error> {
         let xf = x.to_kind(Kind::Float);
         let n = xf.size()[0];
@@ -256,6 +258,7 @@ impl Moco {
     }
 
     /// `param_m = param_m · m + param_b · (1 − m)` over every parameter (not the BN buffers).
+    // DEVIATION: one multi-tensor lerp, not mul + add per tensor (docs/deviations.md #11).
     pub fn update_momentum(&self, m: f64) {
         // mo·m + b·(1 − m) as one multi-tensor lerp: mo + (1 − m)(b − mo), the same value to
         // float rounding, one op for every tensor.
@@ -362,6 +365,7 @@ pub fn contrastive_in(
     let q = l2_normalize(&q.to_kind(Kind::Float));
     let mut k = l2_normalize(&k.to_kind(Kind::Float));
     let n = q.size()[0];
+    // DEVIATION: one process uses its own keys, which are all the keys (docs/deviations.md #4).
     let mut offset = 0;
     if let Some(g) = group {
         k = tch::no_grad(|| g.all_gather(&k.detach(), false))?;

@@ -232,6 +232,8 @@ impl Trainer {
         out.loss.backward();
         if let Some(g) = &self.group {
             // DDP's average: every rank applies the same update.
+            // DEVIATION: one coalesced all-reduce after backward, not buckets overlapped with
+            // it (docs/deviations.md #10).
             let grads: Vec<Tensor> = self.opt.grads().into_iter().map(|(_, g)| g).collect();
             let refs: Vec<&Tensor> = grads.iter().collect();
             g.all_reduce_sum_(&refs)?;

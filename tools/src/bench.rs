@@ -151,20 +151,16 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
     let plan = cfg.plan(a.batch as u64 * 1000, device)?;
     let vit = plan.moco.vit;
     let mut trainer = Trainer::new(plan, device);
+    // Under a launcher: data-parallel, `--batch` per rank (Gloo, CPU).
+    let launch = twoview_model::dist::Launch::from_env()?;
+    if let Some(l) = &launch {
+        let g = twoview_model::dist::Group::join(l, std::time::Duration::from_secs(300))?;
+        trainer.distribute(std::sync::Arc::new(g))?;
+    }
     tch::manual_seed(1);
     let s = a.image;
     let batch = tch::Tensor::randint(256, [a.batch as i64, 2, s, s, 3], (tch::Kind::Uint8, device));
-    let mut times = Vec::new();
-    for i in 0..a.warmup + a.steps {
-        let t = Instant::now();
-        trainer.train_step(&batch).map_err(|e| anyhow::anyhow!("non-finite loss {e:?}"))?;
-        if let tch::Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
-        if i >= a.warmup {
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
+    let times = time_steps(&mut trainer, &batch, a.warmup, a.steps)?;
     let med = median(times.clone());
     // One more step, counted: ATen ops dispatched and host reads (a sync each on CUDA).
     let (stepped, count) = twoview_model::shim::count_ops(|| trainer.step(&batch))?;
@@ -184,6 +180,7 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
         serde_json::json!({
             "impl": "twoview", "preset": a.preset, "image": a.image, "batch": a.batch,
             "threads": tch::get_num_threads(), "device": a.device, "bf16": a.bf16,
+            "world": launch.as_ref().map_or(1, |l| l.world), "rank": launch.as_ref().map_or(0, |l| l.rank),
             "step_s_median": med, "step_s": times, "img_per_s": a.batch as f64 / med,
             "pipelined_step_s": pipelined,
             "phases_s": phases, "ops_per_step": count.ops, "host_reads_per_step": count.host_reads,
@@ -192,6 +189,29 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// Seconds of each of `steps` steps after `warmup` untimed ones, each read back (and
+/// synchronised on CUDA).
+fn time_steps(
+    trainer: &mut twoview_model::train::Trainer,
+    batch: &tch::Tensor,
+    warmup: usize,
+    steps: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let device = trainer.device;
+    let mut times = Vec::new();
+    for i in 0..warmup + steps {
+        let t = Instant::now();
+        trainer.train_step(batch).map_err(|e| anyhow::anyhow!("non-finite loss {e:?}"))?;
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times)
 }
 
 /// Median seconds of each phase of a step (synchronised after each on CUDA): views, forward

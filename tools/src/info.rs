@@ -28,6 +28,21 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         tch::Cuda::device_count(),
         tch::Cuda::cudnn_is_available()
     );
+    println!("distributed backends: gloo (CPU tensors); nccl not built in (CUDA runs one process)");
+    match twoview_model::dist::Launch::from_env() {
+        Ok(Some(l)) => println!(
+            "distributed: would join as rank {} of {} (local rank {}) at {}:{} ({}{})",
+            l.rank,
+            l.world,
+            l.local_rank,
+            l.master_addr,
+            l.master_port,
+            l.source,
+            if l.agent_store { ", torchrun's agent store" } else { "" }
+        ),
+        Ok(None) => println!("distributed: no launcher variables: one process"),
+        Err(e) => println!("distributed: {e}"),
+    }
     if let Some(spec) = &args.device {
         let device = twoview_model::device::init(spec).context("device check")?;
         // A real op on the device, read back: proves kernels run, not only that it enumerates.

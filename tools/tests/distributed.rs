@@ -27,14 +27,17 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
 
 const SHORT: [&str; 3] = ["max_steps=3", "checkpoint_every=3", "threads=1"];
 
-/// `world` processes of `train` with the launcher's variables set by hand.
-fn spawn_ranks(shards: &Path, out: &Path, world: usize, extra: &[&str]) -> Vec<Child> {
+/// `world` processes of `train` with the launcher's variables set by hand, `--set` of `args`
+/// on top of the tiny configuration, `--resume` when `resume`.
+fn spawn_ranks(shards: &Path, out: &Path, world: usize, args: &[&str], resume: bool) -> Vec<Child> {
     let port = free_port().to_string();
-    let args: Vec<&str> = SHORT.iter().chain(extra).copied().collect();
     (0..world)
         .map(|rank| {
-            train_cmd(shards, out, &args)
-                .args(["--dist-timeout", "20"])
+            let mut cmd = train_cmd(shards, out, args);
+            if resume {
+                cmd.arg("--resume");
+            }
+            cmd.args(["--dist-timeout", "20"])
                 .env("RANK", rank.to_string())
                 .env("WORLD_SIZE", world.to_string())
                 .env("LOCAL_RANK", rank.to_string())
@@ -77,7 +80,7 @@ fn two_processes_train_as_one_process_of_the_global_batch() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let two = base.join("two");
-    let outs = finish(spawn_ranks(&shards, &two, 2, &[]));
+    let outs = finish(spawn_ranks(&shards, &two, 2, &SHORT, false));
     for (rank, o) in outs.iter().enumerate() {
         assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
     }
@@ -128,8 +131,8 @@ fn a_killed_rank_stops_the_other_with_a_message_and_resume_continues() {
     let shards = shards(&base);
     let run = base.join("run");
     // Long enough to be killed mid-run; checkpoints every 4 steps.
-    let extra = ["max_steps=60", "checkpoint_every=4"];
-    let mut children = spawn_ranks(&shards, &run, 2, &extra);
+    let extra = ["max_steps=60", "checkpoint_every=4", "threads=1"];
+    let mut children = spawn_ranks(&shards, &run, 2, &extra, false);
     let t = Instant::now();
     while !run.join("checkpoints/step-00000004").exists() {
         assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
@@ -151,23 +154,7 @@ fn a_killed_rank_stops_the_other_with_a_message_and_resume_continues() {
     let _ = children.remove(0).wait();
 
     // Relaunch with --resume: continues from the last checkpoint, to the end.
-    let mut resumed: Vec<Child> = Vec::new();
-    let port = free_port().to_string();
-    let args: Vec<&str> = ["max_steps=60", "checkpoint_every=4", "threads=1"].to_vec();
-    for rank in 0..2 {
-        resumed.push(
-            train_cmd(&shards, &run, &args)
-                .args(["--resume", "--dist-timeout", "20"])
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", &port)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-    }
+    let resumed = spawn_ranks(&shards, &run, 2, &extra, true);
     let outs = finish(resumed);
     for (rank, o) in outs.iter().enumerate() {
         assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
@@ -178,7 +165,7 @@ fn a_killed_rank_stops_the_other_with_a_message_and_resume_continues() {
     assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "every step logged once");
     // Bit for bit what an uninterrupted 2-process run gives.
     let straight = base.join("straight");
-    let outs = finish(spawn_ranks(&shards, &straight, 2, &extra));
+    let outs = finish(spawn_ranks(&shards, &straight, 2, &extra, false));
     assert!(outs.iter().all(|o| o.status.success()));
     for ((s, a), (_, b)) in got.iter().zip(&losses(&straight)) {
         assert_eq!(
@@ -187,4 +174,22 @@ fn a_killed_rank_stops_the_other_with_a_message_and_resume_continues() {
             "step {s}: {a} after the kill and resume, {b} straight"
         );
     }
+}
+
+#[test]
+fn a_run_resumes_at_another_world_size() {
+    let base = scratch("dist_world");
+    let shards = shards(&base);
+    let straight = base.join("straight");
+    let o = train_cmd(&shards, &straight, &["max_steps=8", "checkpoint_every=4"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // 4 steps in one process, then 4 more in two.
+    let run = base.join("run");
+    let o = train_cmd(&shards, &run, &["max_steps=4", "checkpoint_every=4"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let children = spawn_ranks(&shards, &run, 2, &["max_steps=8", "checkpoint_every=4"], true);
+    for (rank, o) in finish(children).iter().enumerate() {
+        assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_close(&losses(&run), &losses(&straight), "1 then 2 processes against 1 throughout");
 }
