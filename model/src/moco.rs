@@ -460,4 +460,82 @@ mod tests {
             assert_eq!(got.double_value(&[]), want.double_value(&[]), "inputs {:?}", q.kind());
         }
     }
+
+    /// A BatchNorm with non-trivial affine parameters, on its own VarStore.
+    fn bn(vs: &nn::VarStore) -> BatchNorm {
+        let b = BatchNorm::new(&vs.root(), 6, true);
+        tch::no_grad(|| {
+            let w = Tensor::from_slice(&[0.5f32, 1.0, 1.5, 2.0, -1.0, 0.25]);
+            b.weight.as_ref().unwrap().shallow_clone().copy_(&w);
+            b.bias.as_ref().unwrap().shallow_clone().copy_(&(&w * 0.1));
+        });
+        b
+    }
+
+    /// Rows of x and of the output weights: 12 × 6, deterministic.
+    fn data(scale: f64) -> (Tensor, Tensor) {
+        let v: Vec<f32> =
+            (0..72).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.3 + (i % 6) as f32).collect();
+        let x = Tensor::from_slice(&v).view([12, 6]) * scale;
+        let w: Vec<f32> = (0..72).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.1).collect();
+        (x, Tensor::from_slice(&w).view([12, 6]))
+    }
+
+    #[test]
+    fn sync_batchnorm_over_ranks_is_one_batchnorm_over_the_whole_batch() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let single = bn(&vs);
+        let (x, w) = data(1.0);
+        let x = x.set_requires_grad(true);
+        let y = single.forward(&x, true, None).unwrap();
+        (&y * &w).sum(Kind::Float).backward();
+        let v = |t: &Tensor| Vec::<f32>::try_from(t.reshape([-1])).unwrap();
+        let want = (
+            v(&y),
+            v(&x.grad()),
+            v(&single.weight.as_ref().unwrap().grad()),
+            v(&single.running_mean),
+            v(&single.running_var),
+        );
+        for world in [2usize, 3] {
+            let per = 12 / world as i64;
+            let got = crate::dist::tests::on_ranks(world, move |g| {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let b = bn(&vs);
+                let (x, w) = data(1.0);
+                let rows = |t: &Tensor| t.narrow(0, per * g.rank as i64, per);
+                let x = rows(&x).detach().set_requires_grad(true);
+                let y = b.forward(&x, true, Some(&g)).unwrap();
+                (&y * rows(&w)).sum(Kind::Float).backward();
+                let v = |t: &Tensor| Vec::<f32>::try_from(t.reshape([-1])).unwrap();
+                (
+                    v(&y),
+                    v(&x.grad()),
+                    v(&b.weight.as_ref().unwrap().grad()),
+                    v(&b.running_mean),
+                    v(&b.running_var),
+                )
+            });
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 1e-5 * q.abs().max(1.0),
+                        "{world} ranks: {what}[{i}]: {p} vs {q}"
+                    );
+                }
+            };
+            let mut weight_grad = vec![0f32; 6];
+            for (rank, (y, gx, gw, rm, rv)) in got.iter().enumerate() {
+                let r = rank * per as usize * 6..(rank + 1) * per as usize * 6;
+                close(y, &want.0[r.clone()], "output");
+                close(gx, &want.1[r], "input gradient");
+                close(rm, &want.3, "running mean");
+                close(rv, &want.4, "running var (unbiased, global)");
+                for (a, b) in weight_grad.iter_mut().zip(gw) {
+                    *a += b;
+                }
+            }
+            close(&weight_grad, &want.2, "weight gradient summed over ranks");
+        }
+    }
 }
