@@ -27,7 +27,8 @@ case "${1:-}" in
     # 100 images of each of the 10 classes, stored as JPEG (decoded by the loader's workers).
     for d in "$data"/train/*/; do
       c=$(basename "$d"); mkdir -p "$out/images/$c"
-      ls "$d" | sort | head -100 | while read -r f; do ln -s "$d$f" "$out/images/$c/$f"; done
+      # awk, not head: head would close the pipe early and pipefail would stop the script.
+      ls "$d" | sort | awk "NR <= 100" | while read -r f; do ln -s "$d$f" "$out/images/$c/$f"; done
     done
     target/release/twoview prep-shards "$out/images" --out "$out/shards" --encoding jpeg --short-side 256
     rm -rf "$out/images"
