@@ -10,6 +10,14 @@ writes initial weights (under twoview's names: base_encoder.*, predictor.*, mome
 a fixed u8 two-view batch, and what the reference computes from them: backbone features, q/k,
 loss, every gradient, the momentum-updated encoder, and parameters after AdamW (two steps) and
 after one LARS step. tests/integration/moco_equivalence.rs compares twoview against it.
+
+    python moco_reference.py trajectory IN.safetensors OUT.safetensors --steps-per-epoch 20 ...
+
+trains the reference from its seed's initial weights on the u8 batches of IN (`batches`,
+[S, B, 2, H, W, 3], twoview's own) as main_moco.py does -- lr by adjust_learning_rate and the
+momentum by adjust_moco_momentum at the fractional epoch, torch.optim.AdamW over the model's
+parameters -- and writes the initial and final weights, every step's loss, lr and momentum, and a snapshot
+(weights, momentum encoder, BN statistics, AdamW moments) every `--snapshot-every` steps.
 """
 
 import argparse
@@ -19,7 +27,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from timm.models.vision_transformer import VisionTransformer
 
 MEAN = (0.485, 0.456, 0.406)
@@ -200,6 +208,62 @@ def fixture(a):
     print(f"wrote {len(out)} tensors to {a.out}; loss {loss.item():.6f}")
 
 
+def adjust_learning_rate(lr, warmup_epochs, epochs, epoch):
+    """main_moco.py: linear warmup, then half-cycle cosine (per iteration, fractional epoch)."""
+    if epoch < warmup_epochs:
+        return lr * epoch / warmup_epochs
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+
+
+def adjust_moco_momentum(m, epochs, epoch):
+    """main_moco.py: the momentum rises from m to 1 on a half-cycle cosine."""
+    return 1.0 - 0.5 * (1.0 + math.cos(math.pi * epoch / epochs)) * (1.0 - m)
+
+
+def trajectory(a):
+    batches = load_file(a.input)["batches"]
+    torch.manual_seed(a.seed)
+    model = MocoV3(a.image, a.patch, a.dim, a.depth, a.heads, a.mlp_dim, a.out_dim)
+    model.train()
+    out = {f"init.{k}": v for k, v in named_state(model).items()}
+    lr0 = a.base_lr * batches.shape[1] / 256
+    opt = torch.optim.AdamW(model.parameters(), lr0, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=a.weight_decay)
+    losses, lrs, ms = [], [], []
+    names = {p: n for n, p in model.named_parameters()}
+
+    def snapshot(step):
+        for k, v in named_state(model).items():
+            out[f"snap{step}.{k}"] = v
+        for p, st in opt.state.items():
+            for key in ("exp_avg", "exp_avg_sq"):
+                out[f"snap{step}.optim.{names[p]}.{key}"] = st[key].detach().clone()
+
+    for i in range(batches.shape[0]):
+        if i % a.snapshot_every == 0:
+            snapshot(i)
+        epoch = i / a.steps_per_epoch
+        lr = adjust_learning_rate(lr0, a.warmup_epochs, a.epochs, epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        m = adjust_moco_momentum(a.m, a.epochs, epoch)
+        x1, x2 = normalize_views(batches[i])
+        loss = model(x1, x2, m)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        lrs.append(lr)
+        ms.append(m)
+    snapshot(batches.shape[0])
+    out.update({f"final.{k}": v for k, v in named_state(model).items()})
+    out["loss"] = torch.tensor(losses, dtype=torch.float64)
+    out["lr"] = torch.tensor(lrs, dtype=torch.float64)
+    out["m"] = torch.tensor(ms, dtype=torch.float64)
+    save_file({k: v.contiguous() for k, v in out.items()}, a.out)
+    print(f"trajectory: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -216,10 +280,22 @@ def main():
     f.add_argument("--m", type=float, default=0.99)
     f.add_argument("--lr", type=float, default=1e-3)
     f.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("trajectory")
+    t.add_argument("input")
+    t.add_argument("out")
+    for name, kind, default in [("image", int, 32), ("patch", int, 8), ("dim", int, 48),
+                                ("depth", int, 2), ("heads", int, 3), ("mlp-dim", int, 64),
+                                ("out-dim", int, 32), ("steps-per-epoch", int, 20),
+                                ("epochs", float, 10.0), ("warmup-epochs", float, 2.0),
+                                ("base-lr", float, 0.1), ("weight-decay", float, 0.1),
+                                ("m", float, 0.99), ("seed", int, 0), ("snapshot-every", int, 10)]:
+        t.add_argument(f"--{name}", type=kind, default=default)
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.cmd == "fixture":
         fixture(a)
+    elif a.cmd == "trajectory":
+        trajectory(a)
 
 
 if __name__ == "__main__":

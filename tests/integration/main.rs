@@ -9,6 +9,7 @@ mod moco_equivalence;
 mod prep_isolation;
 mod shards_pyarrow;
 mod support;
+mod trajectory;
 
 /// The test binary's allocator: the system's, plus a per-thread record of the largest single
 /// allocation while a thread asks for it (`support::largest_allocation`), so that a fuzz target
