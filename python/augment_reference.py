@@ -10,6 +10,12 @@ Run by the Rust test `tests/integration/augment_fidelity.rs` in the project venv
         DIR/cases.json describing them.
   crops --width W --height H --scale LO HI --n N --out FILE
         N boxes (top, left, height, width) from torchvision's RandomResizedCrop.get_params.
+  draws --n N --out FILE
+        N pairs of moco-v3's random draws after the crop, made by the reference's own code in
+        main_moco.py's order: RandomApply(ColorJitter(.4, .4, .2, .1), p=.8) (torchvision's coin
+        and ColorJitter.get_params), RandomGrayscale(.2), RandomApply(GaussianBlur, p=1 | .1)
+        (moco-v3's sigma = random.uniform(.1, 2)), view 2's RandomApply(Solarize, p=.2),
+        RandomHorizontalFlip().
 """
 import argparse
 import json
@@ -112,6 +118,32 @@ def cmd_crops(args):
         json.dump(boxes, f)
 
 
+def cmd_draws(args):
+    import random
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    cj = T.ColorJitter(0.4, 0.4, 0.2, 0.1)
+    views = {1: [], 2: []}
+    for _ in range(args.n):
+        for v in (1, 2):
+            d = {}
+            # RandomApply: `if self.p < torch.rand(1): return img`.
+            d["jitter"] = not (0.8 < torch.rand(1))
+            if d["jitter"]:
+                order, b, c, s_, h = T.ColorJitter.get_params(cj.brightness, cj.contrast, cj.saturation, cj.hue)
+                d.update(order=[int(i) for i in order], b=float(b), c=float(c), s=float(s_), h=float(h))
+            d["gray"] = bool(torch.rand(1) < 0.2)  # RandomGrayscale
+            d["blur"] = not ((1.0 if v == 1 else 0.1) < torch.rand(1))
+            if d["blur"]:
+                d["sigma"] = random.uniform(0.1, 2.0)  # moco-v3's GaussianBlur
+            if v == 2:
+                d["solarize"] = not (0.2 < torch.rand(1))
+            d["flip"] = bool(torch.rand(1) < 0.5)  # RandomHorizontalFlip
+            views[v].append(d)
+    with open(args.out, "w") as f:
+        json.dump(views, f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -125,8 +157,12 @@ def main():
     b.add_argument("--n", type=int, default=20000)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", required=True)
+    c = sub.add_parser("draws")
+    c.add_argument("--n", type=int, default=100000)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"ops": cmd_ops, "crops": cmd_crops}[args.cmd](args)
+    {"ops": cmd_ops, "crops": cmd_crops, "draws": cmd_draws}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -212,3 +212,147 @@ fn crop_sampler_distributions_match_torchvision() {
         }
     }
 }
+
+/// One view's draws after the crop, as python/augment_reference.py `draws` writes them.
+#[derive(Debug, Default, Deserialize)]
+struct Draws {
+    jitter: bool,
+    #[serde(default)]
+    order: Vec<u8>,
+    #[serde(default)]
+    b: f64,
+    #[serde(default)]
+    c: f64,
+    #[serde(default)]
+    s: f64,
+    #[serde(default)]
+    h: f64,
+    gray: bool,
+    blur: bool,
+    #[serde(default)]
+    sigma: f64,
+    #[serde(default)]
+    solarize: bool,
+    flip: bool,
+}
+
+/// Our draws, read from the augmenter's log of view `v` (steps in recipe order: jitter,
+/// grayscale, blur, [solarize,] flip).
+fn our_draws(log: &twoview_pipeline::augment::ViewLog, v: usize) -> Draws {
+    use twoview_pipeline::augment::Drawn;
+    let mut d = Draws::default();
+    let steps: Vec<Drawn> = log.steps.iter().flatten().copied().collect();
+    if let Drawn::ColorJitter(p) = steps[0] {
+        d.jitter = true;
+        d.order = p.order.to_vec();
+        d.b = f64::from(p.brightness.unwrap());
+        d.c = f64::from(p.contrast.unwrap());
+        d.s = f64::from(p.saturation.unwrap());
+        d.h = f64::from(p.hue.unwrap());
+    }
+    d.gray = steps[1] == Drawn::Grayscale;
+    if let Drawn::GaussianBlur { sigma } = steps[2] {
+        d.blur = true;
+        d.sigma = f64::from(sigma);
+    }
+    if v == 2 {
+        d.solarize = matches!(steps[3], Drawn::Solarize { .. });
+    }
+    d.flip = *steps.last().unwrap() == Drawn::HorizontalFlip;
+    d
+}
+
+#[test]
+fn every_random_draw_matches_the_reference_samplers() {
+    use twoview_pipeline::augment::{Augmenter, Recipe};
+    let n = 100_000usize;
+    let out = support::scratch_dir("draws").join("draws.json");
+    let args = ["draws", "--n", "100000", "--out"];
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).chain([out.as_os_str()]).collect();
+    let Some(()) = support::venv_python("augment_reference.py", &args) else { return };
+    let theirs: BTreeMap<String, Vec<Draws>> =
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    // Our augmenter on a tiny source (the draws do not depend on the pixels).
+    let recipe = Recipe::mocov3_vit();
+    let src =
+        RgbImage::try_from_vec((0..8 * 8 * 3).map(|i| (i * 7) as u8).collect(), 8, 8).unwrap();
+    let mut aug = Augmenter::new();
+    let (mut v1, mut v2) = (RgbImage::new(8, 8), RgbImage::new(8, 8));
+    let mut mine: [Vec<Draws>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..n as u64 {
+        let logs = aug
+            .two_views(&recipe, src.view(), (5, 0, i), &mut v1.view_mut(), &mut v2.view_mut())
+            .unwrap();
+        mine[0].push(our_draws(&logs[0], 1));
+        mine[1].push(our_draws(&logs[1], 2));
+    }
+    let crit_ks = |a: usize, b: usize| 1.949 * ((a + b) as f64 / (a * b) as f64).sqrt();
+    for (v, ours) in [(1usize, &mine[0]), (2, &mine[1])] {
+        let refs = &theirs[&v.to_string()];
+        // Rates: two-proportion z-test, |z| < 3.29 (alpha 0.001).
+        let rate = |what: &str, f: &dyn Fn(&Draws) -> bool| {
+            let (a, b) =
+                (ours.iter().filter(|d| f(d)).count(), refs.iter().filter(|d| f(d)).count());
+            let (pa, pb) = (a as f64 / n as f64, b as f64 / refs.len() as f64);
+            let p = (a + b) as f64 / (n + refs.len()) as f64;
+            let se = (p * (1.0 - p) * (1.0 / n as f64 + 1.0 / refs.len() as f64)).sqrt();
+            let z = if se == 0.0 { 0.0 } else { (pa - pb) / se };
+            eprintln!("view {v}: {what}: ours {pa:.4}, reference {pb:.4}, z {z:.2}");
+            assert!(
+                z.abs() < 3.29,
+                "view {v}: {what} rate {pa:.4} vs the reference's {pb:.4} (z {z:.2})"
+            );
+        };
+        rate("colour jitter applied", &|d| d.jitter);
+        rate("grayscale", &|d| d.gray);
+        rate("blur applied", &|d| d.blur);
+        rate("flip", &|d| d.flip);
+        if v == 2 {
+            rate("solarize", &|d| d.solarize);
+        }
+        // Continuous draws: two-sample KS at alpha 0.001.
+        let ks_of = |what: &str, f: &dyn Fn(&Draws) -> Option<f64>| {
+            let a: Vec<f64> = ours.iter().filter_map(|d| f(d)).collect();
+            let b: Vec<f64> = refs.iter().filter_map(|d| f(d)).collect();
+            let (d, crit) = (ks(a.clone(), b.clone()), crit_ks(a.len(), b.len()));
+            eprintln!(
+                "view {v}: {what}: KS D {d:.4} (critical {crit:.4}, {} and {} draws)",
+                a.len(),
+                b.len()
+            );
+            assert!(
+                d < crit,
+                "view {v}: {what} differs from the reference: KS D {d:.4} ≥ {crit:.4}"
+            );
+        };
+        ks_of("brightness factor", &|d| d.jitter.then_some(d.b));
+        ks_of("contrast factor", &|d| d.jitter.then_some(d.c));
+        ks_of("saturation factor", &|d| d.jitter.then_some(d.s));
+        ks_of("hue shift", &|d| d.jitter.then_some(d.h));
+        ks_of("blur sigma", &|d| d.blur.then_some(d.sigma));
+        // The order of the four jitter ops: chi-square homogeneity over the 24 permutations,
+        // df 23, critical 49.73 at alpha 0.001.
+        let mut counts: BTreeMap<Vec<u8>, (f64, f64)> = BTreeMap::new();
+        for d in ours.iter().filter(|d| d.jitter) {
+            counts.entry(d.order.clone()).or_default().0 += 1.0;
+        }
+        for d in refs.iter().filter(|d| d.jitter) {
+            counts.entry(d.order.clone()).or_default().1 += 1.0;
+        }
+        assert_eq!(counts.len(), 24, "view {v}: every order of the four ops appears");
+        let (na, nb) = counts.values().fold((0.0, 0.0), |(x, y), (a, b)| (x + a, y + b));
+        let chi2: f64 = counts
+            .values()
+            .map(|(a, b)| {
+                let t = a + b;
+                let (ea, eb) = (t * na / (na + nb), t * nb / (na + nb));
+                (a - ea).powi(2) / ea + (b - eb).powi(2) / eb
+            })
+            .sum();
+        eprintln!("view {v}: jitter order: chi2 {chi2:.1} (critical 49.73, df 23)");
+        assert!(
+            chi2 < 49.73,
+            "view {v}: the jitter order differs from torchvision's: chi2 {chi2:.1}"
+        );
+    }
+}
