@@ -312,8 +312,8 @@ fn every_random_draw_matches_the_reference_samplers() {
         }
         // Continuous draws: two-sample KS at alpha 0.001.
         let ks_of = |what: &str, f: &dyn Fn(&Draws) -> Option<f64>| {
-            let a: Vec<f64> = ours.iter().filter_map(|d| f(d)).collect();
-            let b: Vec<f64> = refs.iter().filter_map(|d| f(d)).collect();
+            let a: Vec<f64> = ours.iter().filter_map(f).collect();
+            let b: Vec<f64> = refs.iter().filter_map(f).collect();
             let (d, crit) = (ks(a.clone(), b.clone()), crit_ks(a.len(), b.len()));
             eprintln!(
                 "view {v}: {what}: KS D {d:.4} (critical {crit:.4}, {} and {} draws)",
