@@ -16,6 +16,11 @@ Run by the Rust test `tests/integration/augment_fidelity.rs` in the project venv
         and ColorJitter.get_params), RandomGrayscale(.2), RandomApply(GaussianBlur, p=1 | .1)
         (moco-v3's sigma = random.uniform(.1, 2)), view 2's RandomApply(Solarize, p=.2),
         RandomHorizontalFlip().
+  views --images A.JPEG ... --short S --size V --n N --out DIR
+        moco-v3's two view pipelines (main_moco.py augmentation1/2, torchvision + PIL) applied N
+        times to sources resized (PIL bilinear) to short side S, written raw as DIR/src-K.rgb;
+        DIR/stats.json has per view and draw: channel means and stds, mean HSV saturation,
+        grayscale or not, mean |Laplacian| of the luma (a sharpness proxy).
 """
 import argparse
 import json
@@ -144,6 +149,54 @@ def cmd_draws(args):
         json.dump(views, f)
 
 
+def view_stats(a):
+    """[r, g, b mean, r, g, b std, saturation, gray, sharpness] of a u8 HWC array."""
+    x = a.astype(np.float64)
+    mx, mn = x.max(axis=2), x.min(axis=2)
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1), 0).mean()
+    gray = float(bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()))
+    y = x @ np.array([0.299, 0.587, 0.114])
+    lap = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]).mean()
+    return [*x.mean(axis=(0, 1)), *x.std(axis=(0, 1)), sat, gray, lap]
+
+
+def cmd_views(args):
+    import random
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+
+    class Blur:
+        def __call__(self, x):
+            return x.filter(ImageFilter.GaussianBlur(radius=random.uniform(0.1, 2.0)))
+
+    class Solarize:
+        def __call__(self, x):
+            return ImageOps.solarize(x)
+
+    crop = T.RandomResizedCrop(args.size, scale=(0.08, 1.0))
+    jitter = T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8)
+    aug1 = T.Compose([crop, jitter, T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=1.0),
+                      T.RandomHorizontalFlip()])
+    aug2 = T.Compose([crop, jitter, T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=0.1),
+                      T.RandomApply([Solarize()], p=0.2), T.RandomHorizontalFlip()])
+    os.makedirs(args.out, exist_ok=True)
+    srcs = []
+    for k, path in enumerate(args.images):
+        im = Image.open(path).convert("RGB")
+        w, h = im.size
+        r = args.short / min(w, h)
+        im = im.resize((max(1, round(w * r)), max(1, round(h * r))), Image.BILINEAR)
+        write_rgb(im, os.path.join(args.out, f"src-{k}.rgb"))
+        srcs.append({"w": im.size[0], "h": im.size[1], "img": im})
+    stats = {"1": [], "2": []}
+    for i in range(args.n):
+        src = srcs[i % len(srcs)]["img"]
+        stats["1"].append(view_stats(np.asarray(aug1(src))))
+        stats["2"].append(view_stats(np.asarray(aug2(src))))
+    with open(os.path.join(args.out, "stats.json"), "w") as f:
+        json.dump({"sources": [{"w": s_["w"], "h": s_["h"]} for s_ in srcs], "views": stats}, f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -161,8 +214,15 @@ def main():
     c.add_argument("--n", type=int, default=100000)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True)
+    v = sub.add_parser("views")
+    v.add_argument("--images", nargs="+", required=True)
+    v.add_argument("--short", type=int, required=True)
+    v.add_argument("--size", type=int, required=True)
+    v.add_argument("--n", type=int, default=4000)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--out", required=True)
     args = ap.parse_args()
-    {"ops": cmd_ops, "crops": cmd_crops, "draws": cmd_draws}[args.cmd](args)
+    {"ops": cmd_ops, "crops": cmd_crops, "draws": cmd_draws, "views": cmd_views}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -356,3 +356,134 @@ fn every_random_draw_matches_the_reference_samplers() {
         );
     }
 }
+
+/// The python side's `view_stats`: channel means and stds, mean HSV saturation, grayscale,
+/// mean |Laplacian| of the luma.
+fn view_stats(v: &RgbImage) -> [f64; 9] {
+    let (w, h) = (v.width() as usize, v.height() as usize);
+    let d = v.data();
+    let n = (w * h) as f64;
+    let mut out = [0f64; 9];
+    let (mut sat, mut gray) = (0f64, true);
+    let mut luma = vec![0f64; w * h];
+    for (i, p) in d.chunks(3).enumerate() {
+        for c in 0..3 {
+            out[c] += f64::from(p[c]) / n;
+        }
+        let (mx, mn) = (*p.iter().max().unwrap(), *p.iter().min().unwrap());
+        if mx > 0 {
+            sat += f64::from(mx - mn) / f64::from(mx) / n;
+        }
+        gray &= p[0] == p[1] && p[1] == p[2];
+        luma[i] = 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
+    }
+    for p in d.chunks(3) {
+        for c in 0..3 {
+            out[3 + c] += (f64::from(p[c]) - out[c]).powi(2) / n;
+        }
+    }
+    for c in 0..3 {
+        out[3 + c] = out[3 + c].sqrt();
+    }
+    let mut lap = 0f64;
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let at = |x: usize, y: usize| luma[y * w + x];
+            lap +=
+                (4.0 * at(x, y) - at(x, y - 1) - at(x, y + 1) - at(x - 1, y) - at(x + 1, y)).abs();
+        }
+    }
+    out[6] = sat;
+    out[7] = f64::from(u8::from(gray));
+    out[8] = lap / ((w - 2) * (h - 2)) as f64;
+    out
+}
+
+#[test]
+fn the_two_view_pipeline_matches_moco_v3_on_the_same_sources() {
+    use twoview_pipeline::augment::{Augmenter, Recipe};
+    let Some(root) = support::imagenette() else { return };
+    let images = support::imagenette_sample(&root, 4, 2);
+    let recipe = Recipe::mocov3_vit();
+    // ImageNet-like sources (short side 256 → 224 views) and CIFAR-like ones (32 → 32).
+    for (short, size, n) in [(256u32, 224u32, 3000usize), (32, 32, 6000)] {
+        let dir = support::scratch_dir(&format!("views_{short}"));
+        let (s, v, ns) = (short.to_string(), size.to_string(), n.to_string());
+        let fixed = ["views", "--short", &s, "--size", &v, "--n", &ns, "--out"];
+        let mut args: Vec<&OsStr> = fixed.iter().map(OsStr::new).collect();
+        args.push(dir.as_os_str());
+        args.push(OsStr::new("--images"));
+        args.extend(images.iter().map(|p| p.as_os_str()));
+        let Some(()) = support::venv_python("augment_reference.py", &args) else { return };
+        let theirs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("stats.json")).unwrap()).unwrap();
+        let sources: Vec<RgbImage> = theirs["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let (w, h) = (s["w"].as_u64().unwrap() as u32, s["h"].as_u64().unwrap() as u32);
+                read_rgb(&dir, &format!("src-{k}.rgb"), w, h)
+            })
+            .collect();
+        let mut aug = Augmenter::new();
+        let (mut v1, mut v2) = (RgbImage::new(size, size), RgbImage::new(size, size));
+        let mut mine: [Vec<[f64; 9]>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..n {
+            let src = &sources[i % sources.len()];
+            aug.two_views(
+                &recipe,
+                src.view(),
+                (9, 0, i as u64),
+                &mut v1.view_mut(),
+                &mut v2.view_mut(),
+            )
+            .unwrap();
+            mine[0].push(view_stats(&v1));
+            mine[1].push(view_stats(&v2));
+        }
+        let names = [
+            "mean R",
+            "mean G",
+            "mean B",
+            "std R",
+            "std G",
+            "std B",
+            "saturation",
+            "gray",
+            "sharpness",
+        ];
+        for (view, ours) in [("1", &mine[0]), ("2", &mine[1])] {
+            let refs: Vec<Vec<f64>> =
+                serde_json::from_value(theirs["views"][view].clone()).unwrap();
+            let crit = 1.949 * (2.0 / n as f64).sqrt();
+            for (j, name) in names.iter().enumerate() {
+                let a: Vec<f64> = ours.iter().map(|s| s[j]).collect();
+                let b: Vec<f64> = refs.iter().map(|s| s[j]).collect();
+                if *name == "gray" {
+                    let (pa, pb) =
+                        (a.iter().sum::<f64>() / n as f64, b.iter().sum::<f64>() / n as f64);
+                    let p = (pa + pb) / 2.0;
+                    let z = (pa - pb) / (p * (1.0 - p) * 2.0 / n as f64).sqrt();
+                    eprintln!(
+                        "{short}px → {size}, view {view}: grayscale fraction {pa:.4} vs {pb:.4}, z {z:.2}"
+                    );
+                    assert!(
+                        z.abs() < 3.29,
+                        "{short}px view {view}: grayscale fraction {pa:.4} vs {pb:.4}"
+                    );
+                    continue;
+                }
+                let d = ks(a, b);
+                eprintln!(
+                    "{short}px → {size}, view {view}: {name}: KS D {d:.4} (critical {crit:.4})"
+                );
+                assert!(
+                    d < crit,
+                    "{short}px → {size}, view {view}: {name} differs: KS D {d:.4} ≥ {crit:.4}"
+                );
+            }
+        }
+    }
+}
