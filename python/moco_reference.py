@@ -264,6 +264,29 @@ def trajectory(a):
     print(f"trajectory: {len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
 
 
+def audit(a):
+    """What main_moco.py's model trains, decays, updates by momentum, and how its BNs are set."""
+    import json
+    model = MocoV3(a.image, a.patch, a.dim, a.depth, a.heads, a.mlp_dim, a.out_dim)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.1)  # as main_moco.py
+    names = {p: n for n, p in model.named_parameters()}
+    decayed = sorted(names[p] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]
+                     if p.requires_grad)
+    bns = [{"name": n, "eps": m.eps, "momentum": m.momentum, "affine": m.affine, "training": m.training}
+           for n, m in model.named_modules() if isinstance(m, nn.BatchNorm1d)]
+    out = {
+        "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
+        "decayed": decayed,
+        "momentum_updated": sorted(n for n, _ in model.momentum_encoder.named_parameters()),
+        "momentum_buffers_own": sorted(n for n, _ in model.momentum_encoder.named_buffers()
+                                       if not n.endswith("num_batches_tracked")),
+        "bn": bns,
+    }
+    with open(a.out, "w") as f:
+        json.dump(out, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -290,12 +313,19 @@ def main():
                                 ("base-lr", float, 0.1), ("weight-decay", float, 0.1),
                                 ("m", float, 0.99), ("seed", int, 0), ("snapshot-every", int, 10)]:
         t.add_argument(f"--{name}", type=kind, default=default)
+    u = sub.add_parser("audit")
+    u.add_argument("out")
+    for name, default in [("image", 32), ("patch", 8), ("dim", 48), ("depth", 2), ("heads", 3),
+                          ("mlp-dim", 64), ("out-dim", 32)]:
+        u.add_argument(f"--{name}", type=int, default=default)
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.cmd == "fixture":
         fixture(a)
     elif a.cmd == "trajectory":
         trajectory(a)
+    elif a.cmd == "audit":
+        audit(a)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,11 @@ impl MocoConfig {
     }
 }
 
-/// One BatchNorm1d (PyTorch defaults: momentum 0.1, eps 1e-5).
+/// BatchNorm1d's defaults, which moco-v3's heads use: running-statistics momentum and eps.
+pub const BN_MOMENTUM: f64 = 0.1;
+pub const BN_EPS: f64 = 1e-5;
+
+/// One BatchNorm1d (PyTorch defaults: momentum [`BN_MOMENTUM`], eps [`BN_EPS`]).
 #[derive(Debug)]
 struct BatchNorm {
     weight: Option<Tensor>,
@@ -71,8 +75,8 @@ impl BatchNorm {
             Some(&self.running_mean),
             Some(&self.running_var),
             train,
-            0.1,
-            1e-5,
+            BN_MOMENTUM,
+            BN_EPS,
             true,
         ))
     }
@@ -107,10 +111,11 @@ impl BatchNorm {
             let unbiased = &gm2 / (&total - 1.0).clamp_min(1.0);
             let mut rm = self.running_mean.shallow_clone();
             let mut rv = self.running_var.shallow_clone();
-            let _ = rm.g_mul_scalar_(0.9).g_add_(&(gmean.detach() * 0.1));
-            let _ = rv.g_mul_scalar_(0.9).g_add_(&(unbiased.detach() * 0.1));
+            let keep = 1.0 - BN_MOMENTUM;
+            let _ = rm.g_mul_scalar_(keep).g_add_(&(gmean.detach() * BN_MOMENTUM));
+            let _ = rv.g_mul_scalar_(keep).g_add_(&(unbiased.detach() * BN_MOMENTUM));
         });
-        let mut y = (&xf - &gmean) / (var + 1e-5).sqrt();
+        let mut y = (&xf - &gmean) / (var + BN_EPS).sqrt();
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
             y = y * w + b;
         }
@@ -249,6 +254,15 @@ impl Moco {
             }
         });
         moco
+    }
+
+    /// The momentum encoder's tensors the momentum update moves, by name: its parameters
+    /// (its BatchNorm statistics are its own, as the reference's).
+    pub fn momentum_updated(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.momentum.variables().into_keys().filter(|n| !is_buffer(n)).collect();
+        v.sort();
+        v
     }
 
     /// Trains data-parallel in `group`: every BatchNorm's statistics and the keys of the loss

@@ -206,3 +206,65 @@ fn initial_loss_is_near_chance() {
     let chance = 4.0 * 0.2 * (b as f64).ln();
     assert!((loss - chance).abs() < 0.05 * chance, "initial loss {loss:.4}, 4τ·ln B = {chance:.4}");
 }
+
+/// moco-v3's model as main_moco.py builds and optimises it, against ours: which tensors AdamW
+/// updates and decays (the frozen patch projection and the momentum encoder untouched), what
+/// the momentum update moves (parameters; BN statistics are each encoder's own), and every
+/// BatchNorm's eps, momentum, affine and train mode.
+#[test]
+fn what_is_trained_decayed_and_momentum_updated_is_the_reference_s() {
+    use twoview_model::optim::OptimizerConfig;
+    use twoview_model::train::TrainConfig;
+    let out = support::scratch_dir("audit").join("audit.json");
+    let Some(()) = support::venv_python("moco_reference.py", &["audit".as_ref(), out.as_os_str()])
+    else {
+        return;
+    };
+    let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let names = |key: &str| -> Vec<String> {
+        theirs[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let vit = VitConfig { image_size: 32, patch: 8, dim: 48, depth: 2, heads: 3, mlp_ratio: 4 };
+    let moco = Moco::new(
+        MocoConfig { vit, mlp_dim: 64, out_dim: 32, temperature: 0.2, freeze_patch: true },
+        Device::Cpu,
+    );
+    let ours: Vec<String> = moco.trainable().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(ours, names("trainable"), "the tensors AdamW updates");
+    // The reference decays every parameter AdamW sees; so does our default.
+    let OptimizerConfig::Adamw { weight_decay, decay_norms_and_biases, .. } =
+        TrainConfig::default().plan(1000, Device::Cpu).unwrap().optimizer
+    else {
+        panic!("the ViT recipe is AdamW")
+    };
+    assert!(decay_norms_and_biases && weight_decay == 0.1);
+    assert_eq!(names("decayed"), names("trainable"));
+    let prefixed = |v: Vec<String>| -> Vec<String> {
+        let mut v: Vec<String> = v.into_iter().map(|n| format!("momentum_encoder.{n}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(moco.momentum_updated(), prefixed(names("momentum_updated")), "momentum update");
+    let buffers: Vec<String> = moco
+        .named_tensors()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("momentum_encoder.") && twoview_model::moco::is_buffer(n))
+        .collect();
+    assert_eq!(
+        buffers,
+        prefixed(names("momentum_buffers_own")),
+        "the momentum encoder's own BN stats"
+    );
+    let bns = theirs["bn"].as_array().unwrap();
+    assert_eq!(bns.len(), 8, "3 projector BNs per encoder + 2 predictor BNs");
+    for bn in bns {
+        let name = bn["name"].as_str().unwrap();
+        assert_eq!(bn["eps"].as_f64(), Some(twoview_model::moco::BN_EPS), "{name}");
+        assert_eq!(bn["momentum"].as_f64(), Some(twoview_model::moco::BN_MOMENTUM), "{name}");
+        assert_eq!(bn["training"].as_bool(), Some(true), "{name}: train mode in both encoders");
+        // Ours: affine exactly where the reference is (every BN but each MLP's last).
+        let affine = moco.named_tensors().iter().any(|(n, _)| *n == format!("{name}.weight"));
+        assert_eq!(bn["affine"].as_bool(), Some(affine), "{name}: affine");
+    }
+}
