@@ -20,9 +20,11 @@ Run by the Rust test `tests/integration/augment_fidelity.rs` in the project venv
         moco-v3's two view pipelines (main_moco.py augmentation1/2, torchvision + PIL) applied N
         times to sources resized (PIL bilinear) to short side S, written raw as DIR/src-K.rgb;
         DIR/stats.json has per view and draw: channel means and stds, mean HSV saturation,
-        grayscale or not, mean |Laplacian| of the luma (a sharpness proxy).
+        grayscale or not, mean |Laplacian| of the luma (a sharpness proxy), and the crop's area
+        fraction, log aspect ratio and centre x (fraction of the width).
 """
 import argparse
+import math
 import json
 import os
 
@@ -173,12 +175,24 @@ def cmd_views(args):
         def __call__(self, x):
             return ImageOps.solarize(x)
 
-    crop = T.RandomResizedCrop(args.size, scale=(0.08, 1.0))
+    def crop(img):
+        # RandomResizedCrop.forward, spelled out to record the box: get_params, then resized_crop.
+        i, j, h, w = T.RandomResizedCrop.get_params(img, (0.08, 1.0), (3 / 4, 4 / 3))
+        box = [i, j, h, w]
+        return F.resized_crop(img, i, j, h, w, [args.size, args.size],
+                              T.InterpolationMode.BILINEAR, antialias=True), box
+
     jitter = T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8)
-    aug1 = T.Compose([crop, jitter, T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=1.0),
-                      T.RandomHorizontalFlip()])
-    aug2 = T.Compose([crop, jitter, T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=0.1),
-                      T.RandomApply([Solarize()], p=0.2), T.RandomHorizontalFlip()])
+    rest1 = T.Compose([jitter, T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=1.0),
+                       T.RandomHorizontalFlip()])
+    rest2 = T.Compose([jitter, T.RandomGrayscale(p=0.2), T.RandomApply([Blur()], p=0.1),
+                       T.RandomApply([Solarize()], p=0.2), T.RandomHorizontalFlip()])
+
+    def aug(rest, img):
+        v, (i, j, h, w) = crop(img)
+        W, H = img.size
+        geometry = [h * w / (W * H), math.log(w / h), (j + w / 2) / W]
+        return view_stats(np.asarray(rest(v))) + geometry
     os.makedirs(args.out, exist_ok=True)
     srcs = []
     for k, path in enumerate(args.images):
@@ -191,8 +205,8 @@ def cmd_views(args):
     stats = {"1": [], "2": []}
     for i in range(args.n):
         src = srcs[i % len(srcs)]["img"]
-        stats["1"].append(view_stats(np.asarray(aug1(src))))
-        stats["2"].append(view_stats(np.asarray(aug2(src))))
+        stats["1"].append(aug(rest1, src))
+        stats["2"].append(aug(rest2, src))
     with open(os.path.join(args.out, "stats.json"), "w") as f:
         json.dump({"sources": [{"w": s_["w"], "h": s_["h"]} for s_ in srcs], "views": stats}, f)
 

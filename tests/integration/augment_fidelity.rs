@@ -429,19 +429,23 @@ fn the_two_view_pipeline_matches_moco_v3_on_the_same_sources() {
             .collect();
         let mut aug = Augmenter::new();
         let (mut v1, mut v2) = (RgbImage::new(size, size), RgbImage::new(size, size));
-        let mut mine: [Vec<[f64; 9]>; 2] = [Vec::new(), Vec::new()];
+        let mut mine: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
         for i in 0..n {
             let src = &sources[i % sources.len()];
-            aug.two_views(
-                &recipe,
-                src.view(),
-                (9, 0, i as u64),
-                &mut v1.view_mut(),
-                &mut v2.view_mut(),
-            )
-            .unwrap();
-            mine[0].push(view_stats(&v1));
-            mine[1].push(view_stats(&v2));
+            let key = (9, 0, i as u64);
+            let logs = aug
+                .two_views(&recipe, src.view(), key, &mut v1.view_mut(), &mut v2.view_mut())
+                .unwrap();
+            for (k, (v, log)) in [(&v1, &logs[0]), (&v2, &logs[1])].into_iter().enumerate() {
+                let c = log.crop;
+                let (w, h) = (f64::from(src.width()), f64::from(src.height()));
+                let geometry = [
+                    f64::from(c.height * c.width) / (w * h),
+                    (f64::from(c.width) / f64::from(c.height)).ln(),
+                    (f64::from(c.left) + f64::from(c.width) / 2.0) / w,
+                ];
+                mine[k].push(view_stats(v).into_iter().chain(geometry).collect());
+            }
         }
         let names = [
             "mean R",
@@ -453,6 +457,9 @@ fn the_two_view_pipeline_matches_moco_v3_on_the_same_sources() {
             "saturation",
             "gray",
             "sharpness",
+            "crop area",
+            "crop log aspect",
+            "crop centre x",
         ];
         for (view, ours) in [("1", &mine[0]), ("2", &mine[1])] {
             let refs: Vec<Vec<f64>> =

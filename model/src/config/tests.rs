@@ -93,3 +93,12 @@ fn on_resume_only_run_keys_may_change() {
     assert!(text.starts_with("--set lr=3e-4: `base_lr`: cannot change on --resume"), "{text}");
     assert!(text.contains("the run has 0.00015") && text.contains("max_steps"), "{text}");
 }
+
+#[test]
+fn an_epoch_drops_the_last_partial_batch_as_moco_v3s_loader() {
+    // main_moco.py: DataLoader(..., drop_last=True): 1001 images in batches of 100 are 10 steps.
+    let c =
+        TrainConfig { batch_size: 100, epochs: 2.0, warmup_epochs: 1.0, ..TrainConfig::default() };
+    let plan = c.plan(1001, Device::Cpu).unwrap();
+    assert_eq!((plan.schedule.steps_per_epoch, plan.steps), (10, 20));
+}

@@ -427,3 +427,21 @@ fn both_loaders_refuse_the_same_bad_configurations_naming_the_data() {
     let err = Loader::from_views(&shards, "val", cfg(4, 1)).err().unwrap().to_string();
     assert!(err.contains("no offline views of split \"val\""), "{err}");
 }
+
+#[test]
+fn the_training_loader_drops_the_last_partial_batch_by_default() {
+    // As moco-v3's DataLoader(drop_last=True); `train` builds its loader from LoaderConfig::new.
+    assert!(LoaderConfig::new(8, 32).drop_last);
+    let dir = tempfile::tempdir().unwrap();
+    let set = shard_set(dir.path(), 30, StoreEncoding::Raw);
+    let c = LoaderConfig { end_epoch: Some(1), ..cfg(8, 1) };
+    let batches: Vec<Batch> = Loader::new(set, Recipe::mocov3_vit(), c, Arc::new(HeapAlloc))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        batches.iter().map(|b| b.len).collect::<Vec<_>>(),
+        [8, 8, 8],
+        "30 rows: 3 full batches"
+    );
+}
