@@ -8,6 +8,7 @@ fn main() {
     rpath();
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
+    println!("cargo:rerun-if-changed=csrc/tv.h");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys exports DEP_TCH_LIBTORCH_LIB (the libtorch it linked)");
     let include = std::path::Path::new(&lib).join("../include");

@@ -6,15 +6,13 @@
 //
 // As shim.cpp: every function returns nullptr or a malloc'd message.
 
-#include <ATen/ATen.h>
+#include "tv.h"
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
 namespace {
@@ -25,13 +23,6 @@ struct Group {
   int rank;
   int world;
 };
-
-std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
-  std::vector<at::Tensor> v;
-  v.reserve(n);
-  for (size_t i = 0; i < n; ++i) v.push_back(*ts[i]);
-  return v;
-}
 
 at::Tensor gather(Group* g, const at::Tensor& t) {
   auto in = t.contiguous();
@@ -65,16 +56,6 @@ struct AllGather : public torch::autograd::Function<AllGather> {
 
 }  // namespace
 
-#define TV_TRY(...)                              \
-  try {                                          \
-    __VA_ARGS__;                                 \
-    return nullptr;                              \
-  } catch (const c10::Error& e) {                \
-    return strdup(e.what_without_backtrace());   \
-  } catch (const std::exception& e) {            \
-    return strdup(e.what());                     \
-  }
-
 extern "C" {
 
 // Joins the group of `world` processes as `rank`: rendezvous on host:port (rank 0 serves the
@@ -105,7 +86,7 @@ char* tv_dist_init(const char* host, int port, int rank, int world, int client_o
 // coalesced collective (the tensors must share dtype and device).
 char* tv_dist_allreduce_(void* g, at::Tensor** ts, size_t n, int op) {
   TV_TRY({
-    auto v = list(ts, n);
+    auto v = tv::list(ts, n);
     c10d::AllreduceCoalescedOptions o;
     o.reduceOp = op == 1 ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
     static_cast<Group*>(g)->pg->allreduce_coalesced(v, o)->wait();
@@ -115,7 +96,7 @@ char* tv_dist_allreduce_(void* g, at::Tensor** ts, size_t n, int op) {
 // Rank `root`'s values of every tensor, on every rank (one flat broadcast).
 char* tv_dist_broadcast_(void* g, at::Tensor** ts, size_t n, int root) {
   TV_TRY({
-    auto v = list(ts, n);
+    auto v = tv::list(ts, n);
     std::vector<at::Tensor> flat_parts;
     for (auto& t : v) flat_parts.push_back(t.detach().reshape({-1}));
     std::vector<at::Tensor> flat{at::cat(flat_parts)};

@@ -8,25 +8,14 @@
 // success); the Rust side frees it with tv_free_error. Tensors are tch's C_tensor, which is a
 // torch::Tensor* (libtch/torch_api.h).
 
-#include <ATen/ATen.h>
+#include "tv.h"
 #include <ATen/record_function.h>
 #include <c10/core/Event.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
 namespace {
-
-char* error_of(const std::exception& e) { return strdup(e.what()); }
-
-std::vector<at::Tensor> list(at::Tensor** ts, size_t n) {
-  std::vector<at::Tensor> v;
-  v.reserve(n);
-  for (size_t i = 0; i < n; ++i) v.push_back(*ts[i]);
-  return v;
-}
 
 thread_local int64_t op_depth = 0;
 thread_local int64_t op_count = 0;
@@ -52,16 +41,6 @@ void on_op_end(const at::RecordFunction&, at::ObserverContext*) { --op_depth; }
 
 }  // namespace
 
-#define TV_TRY(body)                             \
-  try {                                          \
-    body;                                        \
-    return nullptr;                              \
-  } catch (const c10::Error& e) {                \
-    return strdup(e.what_without_backtrace());   \
-  } catch (const std::exception& e) {            \
-    return error_of(e);                          \
-  }
-
 extern "C" {
 
 void tv_free_error(char* e) { free(e); }
@@ -77,7 +56,7 @@ char* tv_fused_adamw_(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_
     std::vector<at::Tensor> steps(n, *step);
     std::optional<at::Tensor> inf;
     if (found_inf) inf = *found_inf;
-    at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n),
+    at::_fused_adamw_(tv::list(params, n), tv::list(grads, n), tv::list(exp_avgs, n), tv::list(exp_avg_sqs, n),
                       {}, steps, lr, beta1, beta2, weight_decay, eps, false, false, std::nullopt,
                       inf);
   })
@@ -85,28 +64,28 @@ char* tv_fused_adamw_(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_
 
 // self[i] += weight * (end[i] - self[i]) for all i: the momentum-encoder update.
 char* tv_foreach_lerp_(at::Tensor** self, at::Tensor** end, size_t n, double weight) {
-  TV_TRY(at::_foreach_lerp_(list(self, n), list(end, n), at::Scalar(weight)))
+  TV_TRY(at::_foreach_lerp_(tv::list(self, n), tv::list(end, n), at::Scalar(weight)))
 }
 
 // self[i].copy_(src[i]) for all i.
 char* tv_foreach_copy_(at::Tensor** self, at::Tensor** src, size_t n) {
-  TV_TRY(at::_foreach_copy_(list(self, n), list(src, n), false))
+  TV_TRY(at::_foreach_copy_(tv::list(self, n), tv::list(src, n), false))
 }
 
 // The L2 norm of every tensor, stacked into one fp32 tensor [n] on their device.
 char* tv_foreach_norm(at::Tensor** ts, size_t n, at::Tensor** out) {
   TV_TRY({
-    auto norms = at::_foreach_norm(list(ts, n), 2, at::kFloat);
+    auto norms = at::_foreach_norm(tv::list(ts, n), 2, at::kFloat);
     *out = new at::Tensor(at::stack(norms));
   })
 }
 
 // self[i].zero_() for all i.
-char* tv_foreach_zero_(at::Tensor** self, size_t n) { TV_TRY(at::_foreach_zero_(list(self, n))) }
+char* tv_foreach_zero_(at::Tensor** self, size_t n) { TV_TRY(at::_foreach_zero_(tv::list(self, n))) }
 
 // self[i] *= factor (a one-element tensor on their device) for all i: clipping.
 char* tv_foreach_mul_(at::Tensor** self, size_t n, at::Tensor* factor) {
-  TV_TRY(at::_foreach_mul_(list(self, n), factor->reshape({})))
+  TV_TRY(at::_foreach_mul_(tv::list(self, n), factor->reshape({})))
 }
 
 // `bytes` bytes of page-locked host memory from libtorch's pinned allocator (the CUDA caching

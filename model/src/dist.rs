@@ -4,6 +4,8 @@
 //! of this.
 
 use std::ffi::{CString, c_char, c_int, c_void};
+
+use crate::shim::ptrs;
 use std::time::Duration;
 
 use tch::Tensor;
@@ -12,7 +14,6 @@ use torch_sys::C_tensor;
 use crate::Error;
 
 unsafe extern "C" {
-    fn tv_free_error(e: *mut c_char);
     fn tv_dist_init(
         host: *const c_char,
         port: c_int,
@@ -46,15 +47,7 @@ unsafe extern "C" {
 }
 
 fn check(op: &'static str, e: *mut c_char) -> Result<(), Error> {
-    if e.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null result is a NUL-terminated string the shim strdup'ed, freed once here.
-    let message = unsafe {
-        let m = std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned();
-        tv_free_error(e);
-        m
-    };
+    let Some(message) = crate::shim::take_error(e) else { return Ok(()) };
     let hint = if op == "rendezvous" {
         ""
     } else {
@@ -169,10 +162,6 @@ pub struct Group {
 unsafe impl Send for Group {}
 // SAFETY: shared only to issue collectives, which c10d serialises per group.
 unsafe impl Sync for Group {}
-
-fn ptrs(ts: &[&Tensor]) -> Vec<*mut C_tensor> {
-    ts.iter().map(|t| t.as_ptr() as *mut C_tensor).collect()
-}
 
 impl Group {
     /// Joins the job `l` describes (Gloo; every collective and the rendezvous bounded by

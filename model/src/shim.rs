@@ -48,23 +48,29 @@ unsafe extern "C" {
     fn tv_op_counter_stop(count: *mut i64, reads: *mut i64) -> *mut c_char;
 }
 
-/// The shim's result: null, or a message to take and free.
-fn check(op: &'static str, e: *mut c_char) -> Result<(), Error> {
+/// The shim's result: `None`, or the message it carried (taken and freed).
+pub(crate) fn take_error(e: *mut c_char) -> Option<String> {
     if e.is_null() {
-        return Ok(());
+        return None;
     }
     // SAFETY: a non-null result is a NUL-terminated string the shim strdup'ed; it is read once
     // and freed once, by the shim's own free.
-    let message = unsafe {
+    unsafe {
         let m = CStr::from_ptr(e).to_string_lossy().into_owned();
         tv_free_error(e);
-        m
-    };
-    Err(Error::Libtorch { op, message })
+        Some(m)
+    }
+}
+
+fn check(op: &'static str, e: *mut c_char) -> Result<(), Error> {
+    match take_error(e) {
+        None => Ok(()),
+        Some(message) => Err(Error::Libtorch { op, message }),
+    }
 }
 
 /// Pointers to the tensors, for a call that only lives as long as `ts`.
-fn ptrs(ts: &[&Tensor]) -> Vec<*mut C_tensor> {
+pub(crate) fn ptrs(ts: &[&Tensor]) -> Vec<*mut C_tensor> {
     ts.iter().map(|t| t.as_ptr() as *mut C_tensor).collect()
 }
 
@@ -257,11 +263,7 @@ pub fn count_ops<R>(f: impl FnOnce() -> R) -> Result<(R, OpCount), Error> {
         fn drop(&mut self) {
             let (mut n, mut r) = (0i64, 0i64);
             // SAFETY: valid out-pointers; the counter runs (started below).
-            let e = unsafe { tv_op_counter_stop(&mut n, &mut r) };
-            if !e.is_null() {
-                // SAFETY: a message from the shim, freed once.
-                unsafe { tv_free_error(e) };
-            }
+            let _ = take_error(unsafe { tv_op_counter_stop(&mut n, &mut r) });
         }
     }
     // SAFETY: no arguments; the shim refuses a second start on the same thread.

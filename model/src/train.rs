@@ -107,8 +107,9 @@ pub struct Trainer {
     /// fp32 tensor on the device that masks the optimizer and freezes the guard's copies.
     found_inf: Tensor,
     pending: Vec<Pending>,
-    /// The data-parallel group, when there is one.
-    group: Option<Arc<Group>>,
+    /// The data-parallel group, and 1 / world on the device (the gradient average's factor,
+    /// made once rather than copied to the device every step).
+    group: Option<(Arc<Group>, Tensor)>,
 }
 
 impl Trainer {
@@ -163,13 +164,14 @@ impl Trainer {
             group.broadcast_(&by_kind(kind).collect::<Vec<_>>(), 0)?;
         }
         self.moco.distribute(group.clone());
-        self.group = Some(group);
+        let inv = Tensor::from_slice(&[1.0f32 / group.world as f32]).to_device(self.device);
+        self.group = Some((group, inv));
         self.check_same_weights("start")
     }
 
     /// Refuses to go on when the ranks' weights differ (a checksum of every state tensor).
     pub fn check_same_weights(&self, when: &str) -> Result<(), Error> {
-        let Some(g) = &self.group else { return Ok(()) };
+        let Some(g) = self.group() else { return Ok(()) };
         let sum = tch::no_grad(|| {
             let parts: Vec<Tensor> = self
                 .state_tensors()
@@ -191,7 +193,7 @@ impl Trainer {
 
     /// The data-parallel group, when there is one.
     pub fn group(&self) -> Option<&Group> {
-        self.group.as_deref()
+        self.group.as_ref().map(|(g, _)| &**g)
     }
 
     /// Which parameters the first-layer gradient norm covers.
@@ -230,15 +232,14 @@ impl Trainer {
             self.moco.try_forward(&x1, &x2, m)?
         };
         out.loss.backward();
-        if let Some(g) = &self.group {
+        if let Some((g, inv)) = &self.group {
             // DDP's average: every rank applies the same update.
             // DEVIATION: one coalesced all-reduce after backward, not buckets overlapped with
             // it (docs/deviations.md #10).
             let grads: Vec<Tensor> = self.opt.grads().into_iter().map(|(_, g)| g).collect();
             let refs: Vec<&Tensor> = grads.iter().collect();
             g.all_reduce_sum_(&refs)?;
-            let inv = Tensor::from_slice(&[1.0f32 / g.world as f32]).to_device(self.device);
-            crate::shim::foreach_mul_(&refs, &inv).expect("average gradients");
+            crate::shim::foreach_mul_(&refs, inv).expect("average gradients");
         }
         let values = self.apply(&out.loss, lr);
         self.step += 1;
@@ -286,7 +287,7 @@ impl Trainer {
         }
         let pending = std::mem::take(&mut self.pending);
         let mut all = Tensor::stack(&pending.iter().map(|p| &p.values).collect::<Vec<_>>(), 0);
-        if let Some(g) = &self.group {
+        if let Some(g) = self.group() {
             // The logged loss is the mean over ranks (the gradient norms are already global).
             let loss = all.select(1, 0).contiguous();
             g.all_reduce_sum_(&[&loss]).map_err(StepError::Failed)?;

@@ -3,26 +3,14 @@
 //! uninterrupted run; a NaN loss stops the run with exit 4 and the last good checkpoint intact;
 //! configuration mistakes are named.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{scratch, shards, train_cmd, twoview};
+use common::{losses, scratch, shards, train_cmd, twoview};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
-}
-
-/// (step, loss) of every train line of metrics.jsonl, in file order.
-fn losses(run: &Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "train")
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
-        .collect()
 }
 
 #[test]

@@ -52,6 +52,19 @@ fn cfg(batch: usize, threads: usize) -> LoaderConfig {
     }
 }
 
+/// Offline views of the train split: `k` variants of 24-px pairs, 4 rows per record batch.
+fn views_settings(k: u32) -> prep::ViewsSettings {
+    prep::ViewsSettings {
+        split: "train".into(),
+        k,
+        size: 24,
+        recipe: Recipe::mocov3_vit(),
+        seed: 3,
+        rows_per_shard: 16,
+        batch_rows: 4,
+    }
+}
+
 /// (cursor, rows, labels, pixels) of one batch.
 type Seen = (Cursor, Vec<u64>, Vec<i32>, Vec<u8>);
 
@@ -213,15 +226,7 @@ fn offline_views_are_served_from_the_map_one_variant_per_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let base = shard_set(dir.path(), 30, StoreEncoding::Jpeg);
     let shards = base.dir().to_owned();
-    let vs = prep::ViewsSettings {
-        split: "train".into(),
-        k: 2,
-        size: 24,
-        recipe: Recipe::mocov3_vit(),
-        seed: 3,
-        rows_per_shard: 16,
-        batch_rows: 4,
-    };
+    let vs = views_settings(2);
     prep::write_views(&shards, &vs, &AtomicBool::new(false), |_, _| {}).unwrap();
     prep::write_views(&shards, &vs, &AtomicBool::new(false), |_, _| {}).unwrap(); // done: no-op
     let other = prep::ViewsSettings { seed: 4, ..vs.clone() };
@@ -396,15 +401,7 @@ fn both_loaders_refuse_the_same_bad_configurations_naming_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let set = shard_set(dir.path(), 30, StoreEncoding::Raw);
     let shards = set.dir().to_owned();
-    let vs = prep::ViewsSettings {
-        split: "train".into(),
-        k: 1,
-        size: 24,
-        recipe: Recipe::mocov3_vit(),
-        seed: 3,
-        rows_per_shard: 16,
-        batch_rows: 4,
-    };
+    let vs = views_settings(1);
     prep::write_views(&shards, &vs, &AtomicBool::new(false), |_, _| {}).unwrap();
     let bad = [
         (LoaderConfig { batch_size: 0, ..cfg(4, 1) }, "need batch_size > 0"),

@@ -97,3 +97,15 @@ pub fn train_cmd(shards: &Path, out: &Path, extra: &[&str]) -> Command {
     }
     cmd
 }
+
+/// (step, loss) of every train line of RUN_DIR/metrics.jsonl, in file order.
+#[allow(dead_code)]
+pub fn losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
