@@ -231,7 +231,15 @@ impl Trainer {
             let _amp = self.plan.autocast.then(|| Autocast::new(self.device, Kind::BFloat16));
             self.moco.try_forward(&x1, &x2, m)?
         };
-        out.loss.backward();
+        // Data-parallel, backward runs collectives too (SyncBatchNorm's gather): a lost peer
+        // must be an error there, not a panic.
+        out.loss.f_backward().map_err(|e| match &self.group {
+            Some(_) => Error::Dist(format!(
+                "backward: {e} -- a peer process is gone (killed, crashed or unreachable) or \
+                 timed out; the last checkpoint is intact: relaunch every rank with --resume"
+            )),
+            None => Error::Libtorch { op: "backward", message: e.to_string() },
+        })?;
         if let Some((g, inv)) = &self.group {
             // DDP's average: every rank applies the same update.
             // DEVIATION: one coalesced all-reduce after backward, not buckets overlapped with
