@@ -11,6 +11,15 @@ scripts/fetch-test-data.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
+# A clean clone builds once: incremental state would only take disk (1.3 GB).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+# The build and the tests' scratch need about 6 GB under target/; say so before a full disk does.
+free_kb=$(df -Pk "$root" | awk 'NR == 2 { print $4 }')
+echo "free disk at $root: $((free_kb / 1024 / 1024)) GB (the build and the tests need about 6 GB)"
+if [ "$free_kb" -lt $((6 * 1024 * 1024)) ]; then
+  echo "warning: under 6 GB free; the build or a test may fail with 'No space left on device'" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

@@ -260,7 +260,10 @@ fn bad_files_interleaved_with_good_ones_cost_nothing_on_any_thread_count_or_orde
         });
         assert_same(&format!("stored rows, {t} threads vs 1"), &base_rows, &rows, pixels);
         assert!(shard_bytes(&out) == base_bytes, "shard bytes on {t} threads differ from 1 thread");
+        // Each run stores ~370 MB of undecimated pixels: keep at most two on disk at a time.
+        std::fs::remove_dir_all(&out).unwrap();
     }
+    std::fs::remove_dir_all(work.join("t1")).unwrap();
     // 10 orders: the same pixels per key and the same skipped list; same seed, same bytes.
     for seed in 0..10u64 {
         let out = work.join(format!("order{seed}"));
@@ -276,7 +279,9 @@ fn bad_files_interleaved_with_good_ones_cost_nothing_on_any_thread_count_or_orde
             let again = work.join("order0-again");
             prep_run(&root, &again, 3, Some(0));
             assert!(shard_bytes(&again) == shard_bytes(&out), "same seed, other bytes");
+            std::fs::remove_dir_all(&again).unwrap();
         }
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     // Pillow: every file it decodes is stored with its pixels; every file it refuses is skipped.
@@ -324,4 +329,6 @@ fn bad_files_interleaved_with_good_ones_cost_nothing_on_any_thread_count_or_orde
         }
         assert!(!reason.contains("4294967295"), "{key}: {reason}");
     }
+    // Passed: nothing here is needed to read a failure.
+    std::fs::remove_dir_all(&work).unwrap();
 }
