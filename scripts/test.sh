@@ -7,6 +7,8 @@ cd "$root"
 scripts/setup-system.sh
 scripts/setup-venv.sh
 scripts/fetch-test-data.sh
+# The Python bindings, in the venv before the tests (tests/integration/python_loader.rs uses them).
+scripts/setup-python.sh --profile dev
 . scripts/env.sh
 
 step() { printf '\n== %s\n' "$*"; }
@@ -26,12 +28,19 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "invariant: twoview-pipeline does not depend on libtorch"
+step "invariant: twoview-pipeline and the Python bindings do not depend on libtorch"
 if cargo tree --locked -p twoview-pipeline -e normal,build --prefix none | grep -E '^(tch|torch-sys) '; then
   echo "twoview-pipeline depends on libtorch (see above); it must stay usable without it" >&2
+  exit 1
+fi
+if cargo tree --locked -p twoview-python -e normal,build --prefix none | grep -E '^(tch|torch-sys) '; then
+  echo "the Python bindings depend on libtorch (see above); the wheel must not link it" >&2
   exit 1
 fi
 echo ok
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+step "pytest bindings/tests (the Python bindings)"
+python -m pytest -q bindings/tests

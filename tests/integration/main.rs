@@ -7,6 +7,7 @@ mod fuzz;
 mod handoff;
 mod moco_equivalence;
 mod prep_isolation;
+mod python_loader;
 mod shards_pyarrow;
 mod support;
 mod trajectory;

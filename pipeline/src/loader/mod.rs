@@ -130,6 +130,16 @@ impl Batch {
         &all[..self.len * 2 * self.view_bytes]
     }
 
+    /// The batch's pixels, writable: a ring buffer is this batch's alone until it is dropped
+    /// (`None` for a slice of a mapped view shard, which is read-only).
+    pub fn pixels_mut(&mut self) -> Option<&mut [u8]> {
+        let n = self.len * 2 * self.view_bytes;
+        match self.buffer.as_mut().expect("present until drop") {
+            Storage::Ring(b) => Some(&mut b.as_mut_slice()[..n]),
+            Storage::Mapped(_) => None,
+        }
+    }
+
     /// True when the pixels are a slice of a mapped view shard (no host copy was made).
     pub fn is_mapped(&self) -> bool {
         matches!(self.buffer, Some(Storage::Mapped(_)))
@@ -170,6 +180,17 @@ pub struct Loader {
     producer: Option<JoinHandle<()>>,
     stats: LoaderStats,
     sampler: Sampler,
+    ring_size: usize,
+}
+
+/// What [`Loader::poll_batch`] found.
+pub enum Poll {
+    /// The next batch, or the error that ended the stream.
+    Ready(Result<Batch, Error>),
+    /// No batch yet.
+    Pending,
+    /// The stream has ended (`end_epoch` reached, or after an error).
+    Ended,
 }
 
 /// Per-worker tools, one per pool thread.
@@ -317,6 +338,34 @@ impl Loader {
         got
     }
 
+    /// The next batch if one arrives within `timeout`; a caller that must stay responsive
+    /// (to a signal, or to notice it holds every ring buffer itself) polls in short steps.
+    pub fn poll_batch(&mut self, timeout: Duration) -> Poll {
+        let Some(rx) = self.rx.as_ref() else { return Poll::Ended };
+        let t = Instant::now();
+        let got = match rx.recv_timeout(timeout) {
+            Ok(item) => item,
+            Err(RecvTimeoutError::Timeout) => {
+                self.stats.wait += t.elapsed();
+                return Poll::Pending;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Poll::Ended,
+        };
+        self.stats.wait += t.elapsed();
+        self.stats.last_wait = t.elapsed();
+        if let Ok(b) = &got {
+            self.stats.batches += 1;
+            self.stats.replaced += b.replaced as u64;
+        }
+        Poll::Ready(got)
+    }
+
+    /// Buffers in the ring: batches alive at once (queued, being filled, or held by the
+    /// consumer) never exceed it; a consumer holding this many waits forever for the next.
+    pub fn ring_size(&self) -> usize {
+        self.ring_size
+    }
+
     /// Consumer-side counters so far.
     pub fn stats(&self) -> LoaderStats {
         self.stats
@@ -409,17 +458,23 @@ fn spawn(
         producer: Some(producer),
         stats: LoaderStats::default(),
         sampler,
+        ring_size: ring_slots(prefetch),
     })
 }
 
-/// The ring: `prefetch` batches queued + one being filled + one held by the consumer.
+/// The ring's size: `prefetch` batches queued + one being filled + one held by the consumer.
+fn ring_slots(prefetch: usize) -> usize {
+    prefetch.max(1) + 2
+}
+
+/// The ring of [`ring_slots`] buffers.
 #[allow(clippy::type_complexity)]
 fn ring(
     cfg: &LoaderConfig,
     view_bytes: usize,
     alloc: Arc<dyn BatchAlloc>,
 ) -> Result<(Sender<BatchBuffer>, Receiver<BatchBuffer>), Error> {
-    let size = cfg.prefetch.max(1) + 2;
+    let size = ring_slots(cfg.prefetch);
     let (tx, rx) = crossbeam_channel::bounded(size);
     for _ in 0..size {
         let b = BatchBuffer::new(cfg.batch_size * 2 * view_bytes, alloc.clone())
