@@ -50,6 +50,17 @@ case "${1:-}" in
       "$bin" bench train-step --device cuda --bf16 --phases --preset "$1" --batch "$2" --steps 20 --warmup 5 \
         | tee -a "$res" || echo "gpu-bench: $1 batch $2 did not run (out of memory?)" >&2
     done
+    # Photometric steps on the GPU (augment_on=device): ms per batch of 64 and 256, bytes against
+    # the CPU device's; and the loader's CPU cost per pair with them deferred, 1 and 15 threads.
+    json() { tee /dev/stderr | sed -n 's/^JSON //p' >> "$res"; }
+    for b in 64 256; do
+      "$bin" bench photometric "$out/shards" --device cuda --batch $b --batches 20 --compare-cpu | json
+    done
+    for t in 1 15; do
+      for on in cpu device; do
+        "$bin" bench loader "$out/shards" --threads $t --batches 40 --augment-on $on --label gpu-host | json
+      done
+    done
     # CPU fp32 against CUDA with TF32 off: the same tiny run, 200 steps, every loss compared.
     tiny="--preset vit_tiny --set image_size=32 --set patch=8 --set dim=64 --set depth=2 --set heads=2
       --set mlp_dim=128 --set out_dim=64 --set batch_size=32 --set epochs=10 --set warmup_epochs=1
@@ -81,6 +92,13 @@ for line in open(sys.argv[1]):
             bad.append(f"{r['preset']} batch {r['batch']}: MFU {mfu:.2f} is not a fraction: timing or peak is wrong")
         if r["host_reads_per_step"] != 0:
             bad.append(f"{r['preset']}: {r['host_reads_per_step']} host reads in a step (must be 0)")
+    elif r.get("impl") == "photometric":
+        print(f"photometric on {r['device']}: {r['ms_per_batch']:.2f} ms per batch, {r['pairs_per_s']:.0f} pairs/s, "
+              f"{r['ops']} ATen ops, {r['host_reads']} host reads, {r['bytes_differing_from_cpu']} bytes differ from the CPU device")
+        if r["host_reads"] != 0 or r["bytes_differing_from_cpu"] != 0:
+            bad.append(f"photometric: {r['host_reads']} host reads, {r['bytes_differing_from_cpu']} bytes differ from CPU (both must be 0)")
+    elif r.get("label") == "gpu-host":
+        print(f"loader on the GPU host, {r['threads']} threads, augment_on={r['augment_on']}: {r['pairs_per_s']:.0f} pairs/s")
     elif r.get("kind") == "train":
         print(f"train step {r['step']}: {r['img_per_s']:.0f} img/s, data-wait {100*r['data_wait']:.2f} %, loss {r['loss']:.3f}")
 def losses(d):

@@ -54,3 +54,40 @@ def test_a_prep_into_another_prep_s_folder_is_refused(folder, tmp_path):
     twoview.prep_shards(folder, tmp_path / "o", short_side=64, progress=False)
     with pytest.raises(twoview.PrepError, match="different prep"):
         twoview.prep_shards(folder, tmp_path / "o", short_side=72, progress=False)
+
+
+INTERRUPTIBLE = """
+import sys, twoview
+def progress(stage, done, total, skipped):
+    print("progress", stage, done, total, flush=True)
+# Slow on purpose (upscaled, re-encoded): the interrupt must land mid-prep.
+twoview.prep_shards(sys.argv[1], sys.argv[2], short_side=448, upscale=True, encoding="jpeg",
+                    rows_per_shard=8, batch_rows=4, threads=1, progress=progress)
+print("finished", flush=True)
+"""
+
+
+def test_ctrl_c_stops_the_prep_and_the_same_call_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root = image_folder(tmp_path / "root", 4, 60)
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, str(root), str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stdout:  # the first report: the prep is under way
+        if line.startswith("progress images"):
+            break
+    done, total = map(int, line.split()[2:4])
+    assert done < total, f"the prep finished before the interrupt could land: {line}"
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode != 0 and "KeyboardInterrupt" in stderr, (p.returncode, stdout, stderr[-2000:])
+    assert "finished" not in stdout
+    assert not (out / "manifest.json").exists(), "an interrupted prep wrote its manifest"
+    s = twoview.prep_shards(root, out, short_side=448, upscale=True, encoding="jpeg", rows_per_shard=8,
+                            batch_rows=4, progress=False)
+    assert s.shards_resumed > 0, "the shards finished before the interrupt were not kept"
+    assert s.stored == 240 and not s.skipped
+    assert len(stored_rows(out)) == 240

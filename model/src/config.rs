@@ -84,6 +84,10 @@ pub struct TrainConfig {
     /// A shard row that cannot be decoded: `fail` (stop, naming shard and row) or `replace`
     /// (use the next good row in its place, deterministically, and count it in the metrics).
     pub on_bad_row: String,
+    /// Where the recipe's photometric steps run: `cpu` (the loader's workers, the default) or
+    /// `device` (the loader crops and flips; jitter, grayscale, blur and solarize run as tensor
+    /// ops on the training device, byte-identical). May change on resume.
+    pub augment_on: String,
 }
 
 /// moco-v3 `main_moco.py`'s argument names accepted for ours, so a reference command line
@@ -161,6 +165,7 @@ impl Default for TrainConfig {
             spike_factor: 10.0,
             debug_nan_at_step: 0,
             on_bad_row: "fail".to_owned(),
+            augment_on: "cpu".to_owned(),
         }
     }
 }
@@ -182,8 +187,9 @@ pub struct Plan {
 impl TrainConfig {
     /// Keys that may change on `--resume`; the others define the method and are fixed by the
     /// run's first start.
-    pub const RUN_KEYS: [&str; 13] = [
+    pub const RUN_KEYS: [&str; 14] = [
         "max_steps",
+        "augment_on",
         "on_bad_row",
         "threads",
         "prefetch",
@@ -299,6 +305,10 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.momentum) {
             return Err(Error::config("momentum", format!("{} is outside [0, 1]", self.momentum)));
+        }
+        if !matches!(self.augment_on.as_str(), "cpu" | "device") {
+            let m = format!("{:?}: cpu or device", self.augment_on);
+            return Err(Error::config("augment_on", m));
         }
         if !matches!(self.on_bad_row.as_str(), "fail" | "replace") {
             let m = format!("unknown policy {:?}; fail or replace", self.on_bad_row);

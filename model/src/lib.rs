@@ -23,6 +23,7 @@ pub mod knn;
 pub mod metrics;
 pub mod moco;
 pub mod optim;
+pub mod photometric;
 pub mod probe;
 pub mod schedule;
 pub mod shim;

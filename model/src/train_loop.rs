@@ -37,6 +37,9 @@ pub struct Fed {
     /// Where this batch is in the data order, and the cursor after it.
     pub at: Cursor,
     pub next: Cursor,
+    /// Deferred photometric steps to apply on the device (`augment_on = "device"`):
+    /// [`crate::photometric`]'s layout, `B * SAMPLE_FLOATS`; empty when the loader applied them.
+    pub photometric: Vec<f32>,
 }
 
 /// Where batches come from: the loader, as wired by the caller.
@@ -438,7 +441,10 @@ impl TrainLoop {
                     return Err(Error::Feed { step: step + 1, source: "the data ended".into() });
                 }
             };
-            let pixels = self.uploader.upload(fed.host, &fed.shape)?;
+            let mut pixels = self.uploader.upload(fed.host, &fed.shape)?;
+            if !fed.photometric.is_empty() {
+                pixels = crate::photometric::apply(&pixels, &fed.photometric)?;
+            }
             self.trainer.step(&pixels)?;
             drop(pixels);
             self.uploader.stepped()?;

@@ -2,6 +2,7 @@
 
 mod augment_fidelity;
 mod decode_corpus;
+mod device_photometric;
 mod export_timm;
 mod fuzz;
 mod handoff;

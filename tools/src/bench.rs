@@ -19,6 +19,43 @@ pub enum Command {
     Loader(LoaderArgs),
     /// One MoCo v3 training step (fp32 on the CPU, or the device given): seconds per step.
     TrainStep(TrainStepArgs),
+    /// The deferred photometric steps (`augment_on = "device"`) on a device: ms per batch, ATen
+    /// ops, host reads.
+    Photometric(PhotometricArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PhotometricArgs {
+    /// Shard folder (prep-shards output): the batches are the loader's, crops and draws real.
+    shards: PathBuf,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Timed batches (after one untimed).
+    #[arg(long, default_value_t = 10)]
+    batches: usize,
+    /// libtorch CPU threads (0 = its default).
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
+    /// Also apply every batch on the CPU device and count the bytes that differ.
+    #[arg(long)]
+    compare_cpu: bool,
+}
+
+/// Bytes of the device's output that differ from the CPU device's on the same inputs.
+fn photometric_vs_cpu(batches: &[(tch::Tensor, Vec<f32>)]) -> anyhow::Result<(i64, i64)> {
+    let (mut differ, mut total) = (0, 0);
+    for (t, p) in batches {
+        let here = twoview_model::photometric::apply(t, p)?.to_device(tch::Device::Cpu);
+        let cpu = twoview_model::photometric::apply(&t.to_device(tch::Device::Cpu), p)?;
+        differ += here.ne_tensor(&cpu).sum(tch::Kind::Int64).int64_value(&[]);
+        total += cpu.numel() as i64;
+    }
+    Ok((differ, total))
 }
 
 #[derive(clap::Args)]
@@ -82,6 +119,10 @@ pub struct LoaderArgs {
     /// Label for the JSON line.
     #[arg(long, default_value = "loader")]
     label: String,
+    /// cpu: the workers run every step; device: they crop and flip only, the photometric steps
+    /// being left to the trainer's device (`augment_on = "device"`).
+    #[arg(long, default_value = "cpu")]
+    augment_on: String,
 }
 
 #[derive(clap::Args)]
@@ -130,7 +171,79 @@ pub fn run(cmd: &Command) -> anyhow::Result<()> {
         Command::Decode(args) => decode_bench(args),
         Command::Loader(args) => loader_bench(args),
         Command::TrainStep(args) => train_step_bench(args),
+        Command::Photometric(args) => photometric_bench(args),
     }
+}
+
+/// `a.batches + 1` loader batches with their photometric steps deferred, on `device`.
+fn deferred_batches(
+    a: &PhotometricArgs,
+    device: tch::Device,
+) -> anyhow::Result<Vec<(tch::Tensor, Vec<f32>)>> {
+    use std::sync::Arc;
+    use twoview_pipeline::loader::{HeapAlloc, Loader, LoaderConfig};
+    let cfg = LoaderConfig {
+        threads: 2,
+        photometric: augment::Photometric::Deferred,
+        ..LoaderConfig::new(a.batch, a.size)
+    };
+    let set = twoview_formats::ShardSet::open(&a.shards, "train")?;
+    let mut loader = Loader::new(set, Recipe::mocov3_vit(), cfg, Arc::new(HeapAlloc))?;
+    let s = a.size as i64;
+    let mut batches = Vec::new();
+    for _ in 0..=a.batches {
+        let b = loader.next_batch().expect("endless")?;
+        let t = tch::Tensor::from_slice(b.pixels()).view([b.len as i64, 2, s, s, 3]);
+        batches.push((t.to_device(device), b.photometric.clone()));
+    }
+    Ok(batches)
+}
+
+fn photometric_bench(a: &PhotometricArgs) -> anyhow::Result<()> {
+    let device = twoview_model::device::init(&a.device)?;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads);
+    }
+    let batches = deferred_batches(a, device)?;
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let (_, ops) = twoview_model::shim::count_ops(|| {
+        twoview_model::photometric::apply(&batches[0].0, &batches[0].1)
+    })?;
+    let mut ms = Vec::new();
+    for (t, p) in &batches[1..] {
+        sync();
+        let start = Instant::now();
+        let out = twoview_model::photometric::apply(t, p)?;
+        sync();
+        drop(std::hint::black_box(out));
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    let (differ, total) = if a.compare_cpu { photometric_vs_cpu(&batches)? } else { (-1, 0) };
+    if a.compare_cpu {
+        println!("photometric on {device:?} vs the CPU device: {differ} of {total} bytes differ");
+    }
+    let pairs_per_s = a.batch as f64 / median * 1e3;
+    println!(
+        "photometric on {device:?}: batch {} of {}x{} pairs (mocov3_vit draws): {median:.2} ms per \
+         batch (median of {}), {pairs_per_s:.0} pairs/s; {} ATen ops, {} host reads",
+        a.batch,
+        a.size,
+        a.size,
+        ms.len(),
+        ops.ops,
+        ops.host_reads
+    );
+    println!(
+        "JSON {{\"impl\": \"photometric\", \"device\": \"{}\", \"ms_per_batch\": {median:.3}, \"pairs_per_s\": {pairs_per_s:.1}, \"ops\": {}, \"host_reads\": {}, \"bytes_differing_from_cpu\": {differ}}}",
+        a.device, ops.ops, ops.host_reads
+    );
+    Ok(())
 }
 
 fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
@@ -464,9 +577,15 @@ fn time_loader(
 ) -> anyhow::Result<(f64, f64)> {
     use std::sync::Arc;
     use twoview_pipeline::loader::{HeapAlloc, Loader, LoaderConfig};
+    let photometric = match args.augment_on.as_str() {
+        "cpu" => augment::Photometric::Here,
+        "device" => augment::Photometric::Deferred,
+        other => anyhow::bail!("--augment-on {other:?}: cpu or device"),
+    };
     let cfg = LoaderConfig {
         threads: args.threads,
         prefetch: 4,
+        photometric,
         ..LoaderConfig::new(args.batch, args.size)
     };
     let mut loader = if args.views {
@@ -494,6 +613,10 @@ fn time_loader(
     Ok((pairs as f64 / wall, wait / wall))
 }
 
+fn photometric_deferred(args: &LoaderArgs) -> bool {
+    args.augment_on == "device"
+}
+
 fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
     use std::time::Duration;
     let set = twoview_formats::ShardSet::open(&args.shards, &args.split)?;
@@ -516,17 +639,18 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
         String::new()
     };
     println!(
-        "loader bench: {rows} rows, batch {} of {}x{} pairs, {} worker threads{}: {pairs_per_s:.0} pairs/s{step_part}; \
+        "loader bench: {rows} rows, batch {} of {}x{} pairs, {} worker threads{}{}: {pairs_per_s:.0} pairs/s{step_part}; \
          peak RSS {rss:.0} MB (of it anonymous now: {anon:.0} MB)",
         args.batch,
         args.size,
         args.size,
         args.threads,
-        if args.views { ", offline views" } else { "" }
+        if args.views { ", offline views" } else { "" },
+        if photometric_deferred(args) { ", photometric steps deferred to the device" } else { "" }
     );
     println!(
-        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
-        args.label, args.threads, args.step_fraction
+        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"augment_on\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
+        args.label, args.augment_on, args.threads, args.step_fraction
     );
     Ok(())
 }

@@ -18,7 +18,7 @@ use twoview_model::train::{Layers, Plan, TrainConfig, Trainer};
 use twoview_model::train_loop::{
     Allow, BoxError, Event, Fed, Feed, Hooks, Outcome, RunInputs, TrainLoop,
 };
-use twoview_pipeline::augment::Recipe;
+use twoview_pipeline::augment::{Photometric, Recipe};
 use twoview_pipeline::formats::ShardSet;
 use twoview_pipeline::loader::eval::spread_rows;
 use twoview_pipeline::loader::{
@@ -199,7 +199,7 @@ fn model_cursor(c: Cursor) -> checkpoint::Cursor {
 
 impl Feed for LoaderFeed {
     fn next_batch(&mut self) -> Option<Result<Fed, BoxError>> {
-        let batch = match self.loader.next_batch()? {
+        let mut batch = match self.loader.next_batch()? {
             Ok(b) => b,
             Err(e) => return Some(Err(e.into())),
         };
@@ -208,6 +208,7 @@ impl Feed for LoaderFeed {
             shape: [batch.len as i64, 2, s, s, 3],
             at: model_cursor(batch.cursor),
             next: model_cursor(batch.next_cursor),
+            photometric: std::mem::take(&mut batch.photometric),
             host: Box::new(HostBatch(batch)),
         }))
     }
@@ -246,6 +247,10 @@ fn open_loader(
     lc.prefetch = c.prefetch.max(1);
     if c.on_bad_row == "replace" {
         lc.on_bad_row = BadRowPolicy::Replace;
+    }
+    if c.augment_on == "device" {
+        lc.photometric = Photometric::Deferred;
+        eprintln!("train: photometric steps (jitter, grayscale, blur, solarize) on {device:?}");
     }
     if args.views {
         eprintln!(

@@ -343,3 +343,50 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_last_good_one
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(losses(&out).iter().map(|x| x.0).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
 }
+
+#[test]
+fn photometric_ops_on_the_device_train_bit_identically_and_may_switch_on_resume() {
+    let base = scratch("train_augment_on");
+    let shards = shards(&base);
+    let go = |out: &std::path::Path, extra: &[&str], resume: bool| {
+        let mut cmd = train_cmd(&shards, out, extra);
+        if resume {
+            cmd.arg("--resume");
+        }
+        let o = run(&mut cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        let on_device =
+            err.contains("photometric steps (jitter, grayscale, blur, solarize) on Cpu");
+        assert_eq!(on_device, extra.contains(&"augment_on=device"), "{err}");
+    };
+    let cpu = base.join("cpu");
+    go(&cpu, &["max_steps=12"], false);
+    let device = base.join("device");
+    go(&device, &["max_steps=12", "augment_on=device"], false);
+    // Half on the CPU, then resumed with the photometric steps on the device.
+    let switched = base.join("switched");
+    go(&switched, &["max_steps=6"], false);
+    go(&switched, &["max_steps=12", "augment_on=device"], true);
+    let want = losses(&cpu);
+    assert_eq!(want.len(), 12);
+    for (name, run) in [("device", &device), ("switched on resume", &switched)] {
+        let got = losses(run);
+        assert_eq!(got.len(), want.len(), "{name}");
+        for ((s, a), (_, b)) in want.iter().zip(&got) {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{name}: step {s}: loss {b} vs {a} on the CPU path"
+            );
+        }
+    }
+    let plan = std::fs::read_to_string(device.join("plan.json")).unwrap();
+    assert!(plan.contains("\"augment_on\": \"device\""), "{plan}");
+    let o = run(&mut train_cmd(&shards, &base.join("bad"), &["augment_on=gpu"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("augment_on") && err.contains("cpu or device"),
+        "{err}"
+    );
+}

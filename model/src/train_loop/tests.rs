@@ -33,6 +33,7 @@ impl Feed for Synthetic {
             shape: [self.batch, 2, 16, 16, 3],
             at,
             next: self.next,
+            photometric: Vec::new(),
         }))
     }
     fn waited(&self) -> Duration {

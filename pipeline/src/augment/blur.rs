@@ -48,7 +48,7 @@ impl GaussianBlur {
 
 /// PIL's `_gaussian_blur_radius`: the fractional box radius whose `passes`-fold repetition has
 /// variance sigma². Float arithmetic as in BoxBlur.c.
-fn box_radius(sigma: f32, passes: u32) -> f32 {
+pub(crate) fn box_radius(sigma: f32, passes: u32) -> f32 {
     let sigma2 = sigma * sigma / passes as f32;
     let big_l = (12.0 * f64::from(sigma2) + 1.0).sqrt() as f32;
     let l = ((f64::from(big_l) - 1.0) / 2.0).floor() as f32;
@@ -59,7 +59,7 @@ fn box_radius(sigma: f32, passes: u32) -> f32 {
 
 /// Fixed-point weights of a box of fractional radius: `ww` for each of the 2r+1 inner taps,
 /// `fw` for the two taps at distance r+1 (24-bit fixed point, as BoxBlur.c).
-fn box_weights(radius: f32) -> (usize, u32, u32) {
+pub(crate) fn box_weights(radius: f32) -> (usize, u32, u32) {
     let r = radius as usize;
     // Float (not double) division, as BoxBlur.c: `(UINT32)(1 << 24) / (floatRadius * 2 + 1)`.
     let ww = ((1u32 << 24) as f32 / (radius * 2.0 + 1.0)) as u32;

@@ -10,6 +10,7 @@
 mod blur;
 mod color;
 mod crop;
+pub mod device;
 mod flip;
 pub mod preview;
 mod recipe;
@@ -52,6 +53,18 @@ pub enum Drawn {
     HorizontalFlip,
 }
 
+/// Where a view's photometric steps (colour jitter, grayscale, blur, solarize) run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Photometric {
+    /// On the CPU, in the worker (crop, then every step in order).
+    #[default]
+    Here,
+    /// Only drawn: the worker crops and flips, the trainer applies the rest on its device from
+    /// the drawn parameters ([`device::encode`]).
+    Deferred,
+}
+
 /// Everything a view drew: its crop box and one entry per recipe step (the rest `None`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ViewLog {
@@ -83,6 +96,19 @@ impl Augmenter {
         rng: &mut Rng,
         out: &mut RgbMut<'_>,
     ) -> Result<ViewLog, Error> {
+        self.view_with(recipe, src, rng, out, Photometric::Here)
+    }
+
+    /// [`Augmenter::view`], the photometric steps applied here or only drawn
+    /// ([`Photometric::Deferred`]: the same draws from `rng`, in the same order).
+    pub fn view_with(
+        &mut self,
+        recipe: &ViewRecipe,
+        src: RgbRef<'_>,
+        rng: &mut Rng,
+        out: &mut RgbMut<'_>,
+        photometric: Photometric,
+    ) -> Result<ViewLog, Error> {
         if recipe.steps.len() > MAX_STEPS {
             // A recipe made in code skips `Recipe::validate`; never drop its extra steps silently.
             return Err(Error::InvalidRecipe {
@@ -95,7 +121,7 @@ impl Augmenter {
         let mut steps = [None; MAX_STEPS];
         for (slot, step) in steps.iter_mut().zip(&recipe.steps) {
             *slot = Some(if rng.bernoulli(step.p) {
-                self.apply(&step.op, rng, out)
+                self.apply(&step.op, rng, out, photometric == Photometric::Here)
             } else {
                 Drawn::Skipped
             });
@@ -103,24 +129,34 @@ impl Augmenter {
         Ok(ViewLog { crop, steps })
     }
 
-    fn apply(&mut self, op: &Op, rng: &mut Rng, img: &mut RgbMut<'_>) -> Drawn {
+    /// Draws the step's parameters and applies it; a photometric step only when `photometric`
+    /// (the flip always: it commutes with every photometric op, so it can run first).
+    fn apply(&mut self, op: &Op, rng: &mut Rng, img: &mut RgbMut<'_>, photometric: bool) -> Drawn {
         match op {
             Op::ColorJitter(j) => {
                 let params = j.sample(rng);
-                params.apply(img);
+                if photometric {
+                    params.apply(img);
+                }
                 Drawn::ColorJitter(params)
             }
             Op::Grayscale => {
-                grayscale(img);
+                if photometric {
+                    grayscale(img);
+                }
                 Drawn::Grayscale
             }
             Op::GaussianBlur(b) => {
                 let sigma = b.sample(rng);
-                b.apply(img, sigma, &mut self.scratch);
+                if photometric {
+                    b.apply(img, sigma, &mut self.scratch);
+                }
                 Drawn::GaussianBlur { sigma }
             }
             Op::Solarize { threshold } => {
-                solarize(img, *threshold);
+                if photometric {
+                    solarize(img, *threshold);
+                }
                 Drawn::Solarize { threshold: *threshold }
             }
             Op::HorizontalFlip => {
@@ -137,13 +173,29 @@ impl Augmenter {
         &mut self,
         recipe: &Recipe,
         src: RgbRef<'_>,
-        (seed, epoch, sample): (u64, u64, u64),
+        key: (u64, u64, u64),
         out1: &mut RgbMut<'_>,
         out2: &mut RgbMut<'_>,
     ) -> Result<[ViewLog; 2], Error> {
+        self.two_views_with(recipe, src, key, out1, out2, Photometric::Here)
+    }
+
+    /// [`Augmenter::two_views`], the photometric steps applied here or deferred (then the
+    /// logs carry what the device applies: [`device::encode`]).
+    pub fn two_views_with(
+        &mut self,
+        recipe: &Recipe,
+        src: RgbRef<'_>,
+        (seed, epoch, sample): (u64, u64, u64),
+        out1: &mut RgbMut<'_>,
+        out2: &mut RgbMut<'_>,
+        photometric: Photometric,
+    ) -> Result<[ViewLog; 2], Error> {
         let key = |view| StreamKey { seed, epoch, sample, view };
-        let log1 = self.view(&recipe.view1, src, &mut Rng::for_stream(key(0)), out1)?;
-        let log2 = self.view(&recipe.view2, src, &mut Rng::for_stream(key(1)), out2)?;
+        let mut rng = Rng::for_stream(key(0));
+        let log1 = self.view_with(&recipe.view1, src, &mut rng, out1, photometric)?;
+        let mut rng = Rng::for_stream(key(1));
+        let log2 = self.view_with(&recipe.view2, src, &mut rng, out2, photometric)?;
         Ok([log1, log2])
     }
 }

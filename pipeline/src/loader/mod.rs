@@ -25,7 +25,7 @@ use twoview_formats::{Encoding, ShardSet};
 pub use buffer::{ALIGN, BatchAlloc, BatchBuffer, HeapAlloc};
 pub use sampler::{Cursor, Sampler};
 
-use crate::augment::{Augmenter, Recipe};
+use crate::augment::{Augmenter, Photometric, Recipe, ViewLog, device};
 use crate::decode::{DecodeOptions, Decoder};
 use crate::{Error, RgbImage, RgbMut, RgbRef};
 
@@ -67,6 +67,9 @@ pub struct LoaderConfig {
     pub on_bad_row: BadRowPolicy,
     /// Thread name prefix (Linux shows 15 characters).
     pub name: String,
+    /// Photometric steps on the workers, or drawn here and applied by the trainer on its
+    /// device (each batch then carries them: [`Batch::photometric`]).
+    pub photometric: Photometric,
 }
 
 impl LoaderConfig {
@@ -89,6 +92,7 @@ impl LoaderConfig {
             end_epoch: None,
             on_bad_row: BadRowPolicy::Fail,
             name: "twoview-load".into(),
+            photometric: Photometric::Here,
         }
     }
 }
@@ -117,6 +121,9 @@ pub struct Batch {
     pub rows: Vec<u64>,
     /// Bad rows replaced in this batch (policy `Replace`).
     pub replaced: u32,
+    /// With [`Photometric::Deferred`]: what each sample's deferred steps drew,
+    /// `[len][`[`device::SAMPLE_FLOATS`]`]` ([`device`] has the layout); empty otherwise.
+    pub photometric: Vec<f32>,
     view_bytes: usize,
 }
 
@@ -210,6 +217,9 @@ impl Loader {
     ) -> Result<Self, Error> {
         let what = || format!("{} split {:?}", set.dir().display(), set.split());
         let sampler = sampler_for(&cfg, set.len(), cfg.drop_last, what)?;
+        if cfg.photometric == Photometric::Deferred {
+            device::check(&recipe)?;
+        }
         let view_bytes = cfg.height as usize * cfg.width as usize * 3;
         let (ring_tx, ring_rx) = ring(&cfg, view_bytes, alloc)?;
         let name = cfg.name.clone();
@@ -312,6 +322,7 @@ impl Loader {
                         labels,
                         rows: (first..first + b).collect(),
                         replaced: 0,
+                        photometric: Vec::new(),
                         view_bytes,
                     })
                 })();
@@ -523,7 +534,7 @@ fn produce(
             sampler.batch_rows(&epoch_rows.as_ref().expect("set above").1, cursor.batch).to_vec();
         let Some(mut buffer) = take_buffer(&ring_rx, &stop) else { return };
         let pair_bytes = 2 * view_bytes;
-        let filled: Result<Vec<(i32, u64, bool)>, Error> = pool.install(|| {
+        let filled: Result<Vec<Filled>, Error> = pool.install(|| {
             buffer.as_mut_slice()[..rows.len() * pair_bytes]
                 .par_chunks_mut(pair_bytes)
                 .zip(rows.par_iter())
@@ -536,9 +547,10 @@ fn produce(
         });
         let item = filled.map(|samples| Batch {
             len: samples.len(),
-            labels: samples.iter().map(|s| s.0).collect(),
-            rows: samples.iter().map(|s| s.1).collect(),
-            replaced: samples.iter().filter(|s| s.2).count() as u32,
+            labels: samples.iter().map(|s| s.label).collect(),
+            rows: samples.iter().map(|s| s.row).collect(),
+            replaced: samples.iter().filter(|s| s.replaced).count() as u32,
+            photometric: deferred(&cfg, &samples),
             buffer: Some(Storage::Ring(buffer)),
             ring: ring_tx.clone(),
             cursor,
@@ -553,8 +565,28 @@ fn produce(
     }
 }
 
+/// One filled slot.
+struct Filled {
+    label: i32,
+    /// The row used (a replacement's, if replaced).
+    row: u64,
+    replaced: bool,
+    logs: [ViewLog; 2],
+}
+
+/// The batch's deferred photometric parameters (empty unless deferred).
+fn deferred(cfg: &LoaderConfig, samples: &[Filled]) -> Vec<f32> {
+    if cfg.photometric != Photometric::Deferred {
+        return Vec::new();
+    }
+    let mut out = vec![0.0; samples.len() * device::SAMPLE_FLOATS];
+    for (s, o) in samples.iter().zip(out.chunks_exact_mut(device::SAMPLE_FLOATS)) {
+        device::encode(&s.logs, o);
+    }
+    out
+}
+
 /// Both views of `row` into `slot`; under `Replace`, bad rows give way to the next good one.
-/// Returns (label, row used, replaced).
 #[allow(clippy::too_many_arguments)]
 fn fill_slot(
     w: &mut Worker,
@@ -565,13 +597,15 @@ fn fill_slot(
     row: u64,
     slot: &mut [u8],
     view_bytes: usize,
-) -> Result<(i32, u64, bool), Error> {
+) -> Result<Filled, Error> {
     let tries = if cfg.on_bad_row == BadRowPolicy::Replace { 16.min(set.len()) } else { 1 };
     let mut first_err = None;
     for k in 0..tries {
         let r = (row + k) % set.len();
         match two_views_of(w, set, recipe, cfg, epoch, r, slot, view_bytes) {
-            Ok(label) => return Ok((label, r, k > 0)),
+            Ok((label, logs)) => {
+                return Ok(Filled { label, row: r, replaced: k > 0, logs });
+            }
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -590,7 +624,7 @@ fn two_views_of(
     row: u64,
     slot: &mut [u8],
     view_bytes: usize,
-) -> Result<i32, Error> {
+) -> Result<(i32, [ViewLog; 2]), Error> {
     let r = set.row(row)?;
     let where_ = || {
         let (s, i) = set.locate(row).expect("row exists");
@@ -612,10 +646,11 @@ fn two_views_of(
     let (a, b) = slot.split_at_mut(view_bytes);
     let mut a = RgbMut::try_new(a, cfg.width, cfg.height)?;
     let mut b = RgbMut::try_new(b, cfg.width, cfg.height)?;
-    w.aug
-        .two_views(recipe, src, (cfg.seed, epoch, row), &mut a, &mut b)
+    let logs = w
+        .aug
+        .two_views_with(recipe, src, (cfg.seed, epoch, row), &mut a, &mut b, cfg.photometric)
         .map_err(|e| bad(e.to_string()))?;
-    Ok(r.label)
+    Ok((r.label, logs))
 }
 
 #[cfg(test)]
