@@ -296,3 +296,31 @@ fn every_skip_reason_is_caused_by_what_it_says() {
         assert!(verdict.is_err(), "{rel}: Pillow decodes it");
     }
 }
+
+#[test]
+fn decoding_into_the_previous_image_allocates_nothing_of_its_size() {
+    let Some(root) = support::imagenette() else { return };
+    let photos: Vec<Vec<u8>> =
+        support::imagenette_sample(&root, 3, 2).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let mut dec = Decoder::new();
+    let opts = DecodeOptions::default();
+    let mut buf = dec.decode(&photos[0], "first", &opts).unwrap().image.into_vec();
+    // Every photo twice in a row: the second decode reuses the first one's buffer as it is.
+    for (i, bytes) in photos.iter().enumerate() {
+        let fresh = Decoder::new().decode(bytes, "fresh", &opts).unwrap().image;
+        for round in 0..2 {
+            let (img, largest) = support::largest_allocation(|| {
+                dec.decode_into(bytes, "reused", &opts, std::mem::take(&mut buf)).unwrap()
+            });
+            assert!(img.image == fresh, "photo {i}: a reused buffer changed the pixels");
+            let size = img.image.data().len();
+            if round == 1 || i == 0 {
+                assert!(
+                    largest < size / 8,
+                    "photo {i}: a {largest}-byte allocation decoding {size} bytes into a buffer of that size"
+                );
+            }
+            buf = img.image.into_vec();
+        }
+    }
+}

@@ -139,6 +139,19 @@ impl Decoder {
         what: &str,
         opts: &DecodeOptions,
     ) -> Result<Decoded, Error> {
+        self.decode_into(bytes, what, opts, Vec::new())
+    }
+
+    /// [`Decoder::decode`] into `buffer`'s allocation (e.g. the previous image's, from
+    /// [`RgbImage::into_vec`]): a worker that hands each image back decodes same-sized JPEGs
+    /// without allocating or zeroing. Its contents do not matter; PNGs and CMYK JPEGs allocate.
+    pub fn decode_into(
+        &mut self,
+        bytes: &[u8],
+        what: &str,
+        opts: &DecodeOptions,
+        buffer: Vec<u8>,
+    ) -> Result<Decoded, Error> {
         let fail = |kind: DecodeFailure, reason: String| Error::Decode {
             what: what.to_owned(),
             kind,
@@ -148,7 +161,9 @@ impl Decoder {
             return Err(fail(DecodeFailure::Empty, "empty file".into()));
         }
         match sniff(bytes) {
-            Some(Format::Jpeg) => self.decode_jpeg(bytes, opts).map_err(|(k, r)| fail(k, r)),
+            Some(Format::Jpeg) => {
+                self.decode_jpeg(bytes, opts, buffer).map_err(|(k, r)| fail(k, r))
+            }
             Some(Format::Png) => decode_png(bytes, opts).map_err(|(k, r)| fail(k, r)),
             None => Err(fail(
                 DecodeFailure::NotAnImage,
@@ -161,6 +176,7 @@ impl Decoder {
         &mut self,
         bytes: &[u8],
         opts: &DecodeOptions,
+        mut out: Vec<u8>,
     ) -> Result<Decoded, (DecodeFailure, String)> {
         // The structure walk first: it reads every segment's length within bounds, so a file
         // cut inside its header is called truncated (libjpeg would read its fake end-of-image
@@ -224,7 +240,6 @@ impl Decoder {
             None => 8,
         };
         let cmyk = matches!(header.colorspace, jpeg::CS_CMYK | jpeg::CS_YCCK);
-        let mut out = Vec::new();
         let target = if cmyk { &mut self.scratch } else { &mut out };
         let (w, h, warning) = tj.decompress(bytes, &header, num, cmyk, target).map_err(failure)?;
         // libjpeg prints only its first warning: after another one, running out of data

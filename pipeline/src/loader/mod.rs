@@ -635,9 +635,11 @@ fn two_views_of(
         Encoding::RawRgb => RgbRef::try_new(r.pixels, r.width as u32, r.height as u32)
             .map_err(|e| bad(e.to_string()))?,
         Encoding::Jpeg => {
+            // The previous row's allocation: same-sized rows decode without allocating.
+            let reuse = w.decoded.take().map(RgbImage::into_vec).unwrap_or_default();
             let d = w
                 .decoder
-                .decode(r.pixels, r.key, &DecodeOptions::default())
+                .decode_into(r.pixels, r.key, &DecodeOptions::default(), reuse)
                 .map_err(|e| bad(e.to_string()))?;
             w.decoded = Some(d.image);
             w.decoded.as_ref().expect("just set").view()
