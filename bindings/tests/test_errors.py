@@ -93,3 +93,24 @@ def test_an_allocator_returning_the_wrong_buffers_is_refused(shards):
         twoview.Loader(shards, batch_size=4, size=32, _alloc=lambda n: torch.empty(n // 4, dtype=torch.float32))
     with pytest.raises(twoview.LoaderError, match="cannot allocate batch buffers.*out of pinned memory"):
         twoview.Loader(shards, batch_size=4, size=32, _alloc=lambda n: (_ for _ in ()).throw(RuntimeError("out of pinned memory")))
+
+
+def test_a_damaged_row_names_shard_row_and_key_or_is_replaced(jpeg_shards, tmp_path):
+    from conftest import stored_rows
+
+    bad = tmp_path / "badrow"
+    shutil.copytree(jpeg_shards, bad)
+    victim = sorted(bad.glob("train-*.arrow"))[0]
+    data = bytearray(victim.read_bytes())
+    third = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"][2]
+    data[third + 3] = 0x20  # a JPEG whose second marker is no marker: the decoder refuses it
+    victim.write_bytes(bytes(data))
+    key = stored_rows(bad)[2][0]
+    with pytest.raises(twoview.ShardError) as e:
+        for _ in twoview.Loader(bad, batch_size=8, size=32, threads=1):
+            pass
+    msg = str(e.value)
+    assert victim.name in msg and "row 2" in msg and key in msg and "marker" in msg, msg
+    with twoview.Loader(bad, batch_size=8, size=32, threads=1, on_bad_row="replace") as loader:
+        n = sum(b.views.shape[0] for b in loader)
+        assert n == len(loader) * 8 and loader.stats()["replaced"] >= 1
