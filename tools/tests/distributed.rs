@@ -182,3 +182,47 @@ fn a_run_resumes_at_another_world_size() {
     }
     assert_close(&losses(&run), &losses(&straight), "1 then 2 processes against 1 throughout");
 }
+
+#[test]
+fn ctrl_c_on_one_rank_stops_every_rank_with_a_checkpoint_and_resume_is_exact() {
+    let base = scratch("dist_interrupt");
+    let shards = shards(&base);
+    let run = base.join("run");
+    let extra = ["max_steps=40", "checkpoint_every=100", "threads=1"];
+    let mut children = spawn_ranks(&shards, &run, 2, &extra, false);
+    let t = Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 6 {
+        assert!(t.elapsed() < Duration::from_secs(120), "no progress after 120 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Ctrl-C reaches rank 1 alone (a signal to one process of the job).
+    let pid = children[1].id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    let outs = finish(std::mem::take(&mut children));
+    assert!(t.elapsed() < Duration::from_secs(60), "the ranks took {:?} to stop", t.elapsed());
+    for (rank, o) in outs.iter().enumerate() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(130), "rank {rank} after Ctrl-C on rank 1: {err}");
+    }
+    let saved: Vec<u64> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("step-")?.parse().ok())
+        .collect();
+    assert_eq!(saved.len(), 1, "one checkpoint, written at the common stop: {saved:?}");
+    assert!(saved[0] < 40, "stopped at step {} of 40", saved[0]);
+    eprintln!("Ctrl-C on rank 1: both ranks stopped at step {} with a checkpoint", saved[0]);
+
+    let outs = finish(spawn_ranks(&shards, &run, 2, &extra, true));
+    for (rank, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let got = losses(&run);
+    assert_eq!(got.iter().map(|x| x.0).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+    let straight = base.join("straight");
+    let outs = finish(spawn_ranks(&shards, &straight, 2, &extra, false));
+    assert!(outs.iter().all(|o| o.status.success()));
+    for ((s, a), (_, b)) in got.iter().zip(&losses(&straight)) {
+        assert_eq!(a.to_bits(), b.to_bits(), "step {s}: {a} after Ctrl-C and resume, {b} straight");
+    }
+}
