@@ -21,7 +21,7 @@ for r in $(seq "$rounds"); do
   p=$(port)
   for rank in 0 1; do
     RANK=$rank WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p \
-      "$bin" bench train-step --preset "$preset" --batch $((batch / 2)) --threads 1 --steps 5 --warmup 2 &
+      "$bin" bench train-step --preset "$preset" --batch $((batch / 2)) --threads 1 --steps 5 --warmup 2 --phases &
   done | tee -a "$res"
   wait
 done
@@ -35,4 +35,11 @@ b = rows[0]["batch"]
 print(f"{rows[0]['preset']} global batch {b}: 1 process {m1:.3f} s/step ({b / m1:.2f} img/s), "
       f"2 processes {m2:.3f} s/step ({b / m2:.2f} img/s): scaling {m1 / m2:.2f}x of 2.00 "
       f"({len(one)} and {len(two)} steps)")
+ph = [r["phases_s"] for r in rows if r["world"] == 2 and r["rank"] == 0 and r["phases_s"]]
+if ph:
+    med = {k: statistics.median(p[k] for p in ph) for k in ph[0]}
+    total = sum(med.values())
+    print("2 processes, rank 0, phases of a step timed apart (median s): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in med.items())
+          + f"; the gradient all-reduce is {100 * med['grad_all_reduce'] / total:.1f} % of their sum")
 PY

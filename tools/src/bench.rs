@@ -341,7 +341,7 @@ fn phase_times(
             tch::Cuda::synchronize(i as i64);
         }
     };
-    let mut ph: [Vec<f64>; 5] = Default::default();
+    let mut ph: [Vec<f64>; 6] = Default::default();
     for _ in 0..steps {
         let mut t = Instant::now();
         let mut lap = |k: usize, t: &mut Instant| {
@@ -357,6 +357,12 @@ fn phase_times(
         out.loss.backward();
         lap(2, &mut t);
         let grads: Vec<tch::Tensor> = trainer.opt.grads().into_iter().map(|(_, g)| g).collect();
+        // Data-parallel: the gradient all-reduce on its own (SyncBN's and the keys' gathers stay
+        // inside forward and backward).
+        if let Some(g) = trainer.group() {
+            g.all_reduce_sum_(&grads.iter().collect::<Vec<_>>()).expect("all-reduce");
+        }
+        lap(5, &mut t);
         let _norm = twoview_model::optim::norm_of_norms(&twoview_model::optim::norms(
             &grads.iter().collect::<Vec<_>>(),
         ));
@@ -365,7 +371,7 @@ fn phase_times(
         let _ = out.loss.double_value(&[]);
         lap(4, &mut t);
     }
-    let names = ["views", "forward", "backward", "optimizer", "read"];
+    let names = ["views", "forward", "backward", "optimizer", "read", "grad_all_reduce"];
     names.iter().zip(ph).map(|(name, v)| ((*name).to_owned(), median(v).into())).collect()
 }
 
