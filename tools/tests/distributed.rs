@@ -196,8 +196,9 @@ fn ctrl_c_on_one_rank_stops_every_rank_with_a_checkpoint_and_resume_is_exact() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Ctrl-C reaches rank 1 alone (a signal to one process of the job).
-    let pid = children[1].id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    // SAFETY: kill(2) on our own live child with SIGINT; no memory is passed.
+    let rc = unsafe { libc::kill(children[1].id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill(SIGINT): {}", std::io::Error::last_os_error());
     let t = Instant::now();
     let outs = finish(std::mem::take(&mut children));
     assert!(t.elapsed() < Duration::from_secs(60), "the ranks took {:?} to stop", t.elapsed());
