@@ -255,6 +255,10 @@ fn closed() -> PyErr {
     LoaderError::new_err("the loader is closed")
 }
 
+fn exported() -> PyErr {
+    PyBufferError::new_err("the batch's pixels were exported already (__dlpack__)")
+}
+
 /// One batch: `[len, 2, H, W, 3]` uint8 pixels exported once through `__dlpack__`, and its
 /// labels, rows and cursors.
 #[pyclass(module = "twoview._native")]
@@ -265,9 +269,7 @@ pub struct NativeBatch {
 
 impl NativeBatch {
     fn get(&self) -> PyResult<&Batch> {
-        self.batch.as_ref().map(|b| &b.1).ok_or_else(|| {
-            PyBufferError::new_err("the batch's pixels were exported already (__dlpack__)")
-        })
+        self.batch.as_ref().map(|b| &b.1).ok_or_else(exported)
     }
 }
 
@@ -291,9 +293,7 @@ impl NativeBatch {
         if copy == Some(true) {
             return Err(PyBufferError::new_err("twoview batches are exported without a copy"));
         }
-        let (live, mut batch) = self.batch.take().ok_or_else(|| {
-            PyBufferError::new_err("the batch's pixels were exported already (__dlpack__)")
-        })?;
+        let (live, mut batch) = self.batch.take().ok_or_else(exported)?;
         let (h, w) = self.view;
         let shape = [batch.len as i64, 2, h as i64, w as i64, 3];
         let Some(px) = batch.pixels_mut() else {

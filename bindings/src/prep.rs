@@ -204,11 +204,7 @@ fn run(
         *report.lock().expect("not poisoned") = ("images", p.done, p.total, p.skipped);
     })?;
     if let Some(v) = views {
-        let split = if summary.rows.contains_key("train") {
-            "train".to_owned()
-        } else {
-            summary.rows.keys().next().cloned().unwrap_or_else(|| "train".into())
-        };
+        let split = prep::views_source_split(&summary);
         let rows = summary.rows.get(&split).copied().unwrap_or(0);
         let vs = prep::ViewsSettings {
             split,

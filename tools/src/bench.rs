@@ -121,7 +121,7 @@ pub struct LoaderArgs {
     label: String,
     /// cpu: the workers run every step; device: they crop and flip only, the photometric steps
     /// being left to the trainer's device (`augment_on = "device"`).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "device"])]
     augment_on: String,
 }
 
@@ -583,11 +583,8 @@ fn time_loader(
 ) -> anyhow::Result<(f64, f64)> {
     use std::sync::Arc;
     use twoview_pipeline::loader::{HeapAlloc, Loader, LoaderConfig};
-    let photometric = match args.augment_on.as_str() {
-        "cpu" => augment::Photometric::Here,
-        "device" => augment::Photometric::Deferred,
-        other => anyhow::bail!("--augment-on {other:?}: cpu or device"),
-    };
+    let photometric =
+        if deferred(args) { augment::Photometric::Deferred } else { augment::Photometric::Here };
     let cfg = LoaderConfig {
         threads: args.threads,
         prefetch: 4,
@@ -619,7 +616,8 @@ fn time_loader(
     Ok((pairs as f64 / wall, wait / wall))
 }
 
-fn photometric_deferred(args: &LoaderArgs) -> bool {
+/// `--augment-on device`: the workers leave the photometric steps to the trainer's device.
+fn deferred(args: &LoaderArgs) -> bool {
     args.augment_on == "device"
 }
 
@@ -652,7 +650,7 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
         args.size,
         args.threads,
         if args.views { ", offline views" } else { "" },
-        if photometric_deferred(args) { ", photometric steps deferred to the device" } else { "" }
+        if deferred(args) { ", photometric steps deferred to the device" } else { "" }
     );
     println!(
         "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"augment_on\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",

@@ -195,13 +195,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// `--views K`: offline view variants of the train split (or the only split).
 fn views(args: &Args, s: &prep::PrepSummary, rows_per_shard: usize) -> anyhow::Result<()> {
-    let split = if s.rows.contains_key("train") {
-        "train"
-    } else {
-        s.rows.keys().next().map_or("train", |k| k.as_str())
-    };
+    let split = prep::views_source_split(s);
     let vs = prep::ViewsSettings {
-        split: split.to_owned(),
+        split: split.clone(),
         k: args.views,
         size: args.view_size,
         recipe: twoview_pipeline::augment::Recipe::preset_or_file(&args.view_recipe)?,
@@ -209,7 +205,7 @@ fn views(args: &Args, s: &prep::PrepSummary, rows_per_shard: usize) -> anyhow::R
         rows_per_shard,
         batch_rows: args.view_batch_rows.max(1),
     };
-    let rows = s.rows.get(split).copied().unwrap_or(0);
+    let rows = s.rows.get(&split).copied().unwrap_or(0);
     eprintln!(
         "prep-shards: writing {} offline view variants of {split} at {}px",
         args.views, args.view_size

@@ -142,26 +142,26 @@ fn a_killed_rank_stops_the_other_with_a_message_and_resume_continues() {
     eprintln!("rank 0 after its peer was killed ({took:?}): {}", err.lines().last().unwrap_or(""));
     let _ = children.remove(0).wait();
 
-    // Relaunch with --resume: continues from the last checkpoint, to the end.
-    let resumed = spawn_ranks(&shards, &run, 2, &extra, true);
-    let outs = finish(resumed);
+    resume_matches_straight(&shards, &base, &extra, 60, "the kill and resume");
+}
+
+/// Relaunches `base/run` on 2 ranks with `--resume` to the end (`steps`), then checks every
+/// step is logged once and every loss is, bit for bit, an uninterrupted 2-process run's.
+fn resume_matches_straight(shards: &Path, base: &Path, extra: &[&str], steps: u64, what: &str) {
+    let run = base.join("run");
+    let outs = finish(spawn_ranks(shards, &run, 2, extra, true));
     for (rank, o) in outs.iter().enumerate() {
         assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
     }
     assert!(String::from_utf8_lossy(&outs[0].stderr).contains("resumed from"));
     let got = losses(&run);
-    let steps: Vec<u64> = got.iter().map(|x| x.0).collect();
-    assert_eq!(steps, (1..=60).collect::<Vec<_>>(), "every step logged once");
-    // Bit for bit what an uninterrupted 2-process run gives.
+    let logged: Vec<u64> = got.iter().map(|x| x.0).collect();
+    assert_eq!(logged, (1..=steps).collect::<Vec<_>>(), "every step logged once");
     let straight = base.join("straight");
-    let outs = finish(spawn_ranks(&shards, &straight, 2, &extra, false));
+    let outs = finish(spawn_ranks(shards, &straight, 2, extra, false));
     assert!(outs.iter().all(|o| o.status.success()));
     for ((s, a), (_, b)) in got.iter().zip(&losses(&straight)) {
-        assert_eq!(
-            a.to_bits(),
-            b.to_bits(),
-            "step {s}: {a} after the kill and resume, {b} straight"
-        );
+        assert_eq!(a.to_bits(), b.to_bits(), "step {s}: {a} after {what}, {b} straight");
     }
 }
 
@@ -214,16 +214,5 @@ fn ctrl_c_on_one_rank_stops_every_rank_with_a_checkpoint_and_resume_is_exact() {
     assert!(saved[0] < 40, "stopped at step {} of 40", saved[0]);
     eprintln!("Ctrl-C on rank 1: both ranks stopped at step {} with a checkpoint", saved[0]);
 
-    let outs = finish(spawn_ranks(&shards, &run, 2, &extra, true));
-    for (rank, o) in outs.iter().enumerate() {
-        assert!(o.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    let got = losses(&run);
-    assert_eq!(got.iter().map(|x| x.0).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
-    let straight = base.join("straight");
-    let outs = finish(spawn_ranks(&shards, &straight, 2, &extra, false));
-    assert!(outs.iter().all(|o| o.status.success()));
-    for ((s, a), (_, b)) in got.iter().zip(&losses(&straight)) {
-        assert_eq!(a.to_bits(), b.to_bits(), "step {s}: {a} after Ctrl-C and resume, {b} straight");
-    }
+    resume_matches_straight(&shards, &base, &extra, 40, "Ctrl-C and resume");
 }

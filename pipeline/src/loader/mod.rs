@@ -338,15 +338,19 @@ impl Loader {
     /// The next batch (`None` after `end_epoch`), timing how long the caller waited.
     pub fn next_batch(&mut self) -> Option<Result<Batch, Error>> {
         let t = Instant::now();
-        let got = self.rx.as_ref()?.recv().ok();
-        let waited = t.elapsed();
+        let got = self.rx.as_ref()?.recv().ok()?;
+        self.count(&got, t.elapsed());
+        Some(got)
+    }
+
+    /// The consumer-side counters for an item received after waiting `waited`.
+    fn count(&mut self, got: &Result<Batch, Error>, waited: Duration) {
         self.stats.wait += waited;
         self.stats.last_wait = waited;
-        if let Some(Ok(b)) = &got {
+        if let Ok(b) = got {
             self.stats.batches += 1;
             self.stats.replaced += b.replaced as u64;
         }
-        got
     }
 
     /// The next batch if one arrives within `timeout`; a caller that must stay responsive
@@ -354,21 +358,17 @@ impl Loader {
     pub fn poll_batch(&mut self, timeout: Duration) -> Poll {
         let Some(rx) = self.rx.as_ref() else { return Poll::Ended };
         let t = Instant::now();
-        let got = match rx.recv_timeout(timeout) {
-            Ok(item) => item,
+        match rx.recv_timeout(timeout) {
+            Ok(got) => {
+                self.count(&got, t.elapsed());
+                Poll::Ready(got)
+            }
             Err(RecvTimeoutError::Timeout) => {
                 self.stats.wait += t.elapsed();
-                return Poll::Pending;
+                Poll::Pending
             }
-            Err(RecvTimeoutError::Disconnected) => return Poll::Ended,
-        };
-        self.stats.wait += t.elapsed();
-        self.stats.last_wait = t.elapsed();
-        if let Ok(b) = &got {
-            self.stats.batches += 1;
-            self.stats.replaced += b.replaced as u64;
+            Err(RecvTimeoutError::Disconnected) => Poll::Ended,
         }
-        Poll::Ready(got)
     }
 
     /// Buffers in the ring: batches alive at once (queued, being filled, or held by the

@@ -25,7 +25,7 @@ use twoview_formats::{
 use xxhash_rust::xxh3::Xxh3;
 
 pub use scan::{Input, Layout, Scan, SplitSelection, is_image_name, scan};
-pub use views::{ViewsSettings, views_split, write_views};
+pub use views::{ViewsSettings, views_source_split, views_split, write_views};
 
 use crate::Error;
 use crate::decode::{DecodeFailure, DecodeOptions, Decoder, JpegEncoder};

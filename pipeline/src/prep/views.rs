@@ -54,6 +54,14 @@ impl ViewsSettings {
     }
 }
 
+/// The split offline views are made from after a prep: `train`, or the only split there is.
+pub fn views_source_split(summary: &super::PrepSummary) -> String {
+    if summary.rows.contains_key("train") {
+        return "train".to_owned();
+    }
+    summary.rows.keys().next().cloned().unwrap_or_else(|| "train".to_owned())
+}
+
 /// Writes the view splits described by `vs` into `dir` (a finished prep-shards folder), one
 /// variant at a time; the manifest is updated after each, so an interrupted run resumes at the
 /// first missing variant. `progress(done, total)` counts rows.
