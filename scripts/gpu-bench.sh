@@ -10,6 +10,13 @@
 #                                         # images into .cache/gpu-bench (< 64 MiB, carried)
 #   scripts/gpu-bench.sh device [TORCH_LIB] [PEAK_TFLOPS]
 #                                         # there: step benchmarks, then a real loader-fed run
+#   scripts/gpu-bench.sh multi [TORCH_LIB] [PRESET] [BATCH_PER_GPU]
+#                                         # there: data-parallel over NCCL (issue 16) on 1, 2,
+#                                         # 4, ... all GPUs of the box under torchrun (default
+#                                         # vit_base, 256 per GPU): img/s per GPU, scaling
+#                                         # efficiency, exposed all-reduce, data-wait; and NCCL's
+#                                         # losses against one process's (a group of 1 on a
+#                                         # one-GPU box, TWOVIEW_FORCE_GROUP=1)
 #
 # MFU = backbone FLOPs per step (VitConfig::moco_step_flops_per_image × batch) / step time /
 # peak dense bf16 FLOP/s (H200 SXM: 989 TFLOP/s; pass another peak for another GPU).
@@ -121,5 +128,79 @@ if bad:
     sys.exit(1)
 PY
     ;;
-  *) echo "usage: $0 prepare [DATA] | device [TORCH_LIB] [PEAK_TFLOPS]" >&2; exit 2 ;;
+  multi)
+    lib=${2:-$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib | head -1)}
+    preset=${3:-vit_base}; per_gpu=${4:-256}
+    export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # The venv's python whose torch/lib this is: torchrun is `python -m torch.distributed.run`.
+    py=$(cd "$lib/../../../../.." && pwd)/bin/python3
+    bin=$out/twoview
+    gpus=$(nvidia-smi -L | grep -c '^GPU') \
+      || { echo "gpu-bench: no nvidia-smi: not a GPU machine" >&2; exit 1; }
+    "$bin" info | grep 'distributed backends' | tee /dev/stderr | grep -q 'nccl (CUDA tensors) built in' \
+      || { echo "gpu-bench: this binary has no NCCL backend (see twoview info)" >&2; exit 1; }
+    res=${OUT:-/tmp}/gpu-multi.jsonl
+    : > "$res"
+    port=29611
+    torchrun() { port=$((port + 1)); "$py" -m torch.distributed.run --master-port $port --no-python "$@"; }
+    step="bench train-step --device cuda --bf16 --phases --preset $preset --batch $per_gpu --steps 20 --warmup 5"
+    # The baseline: one process, no group. Then a group of n = 1, 2, 4, ... (a group of 1 runs
+    # the NCCL path with nothing to exchange: its overhead alone).
+    "$bin" $step | grep '^{' | tee -a "$res"
+    for n in 1 2 4 8 16 32 64; do
+      (( n <= gpus )) || break
+      TWOVIEW_FORCE_GROUP=1 torchrun --nproc-per-node $n "$bin" $step | grep '^{' | tee -a "$res"
+    done
+    # NCCL against one process on the same data, tiny config, TF32 off, 30 steps: every loss.
+    tiny="--preset vit_tiny --set image_size=32 --set patch=8 --set dim=64 --set depth=2 --set heads=2
+      --set mlp_dim=128 --set out_dim=64 --set batch_size=32 --set epochs=10 --set warmup_epochs=1
+      --set max_steps=30 --set log_every=1 --set checkpoint_every=0 --set amp=off --set tf32=false
+      --set threads=4 --set seed=3"
+    nmax=1; while (( nmax * 2 <= gpus && nmax * 2 <= 8 )); do nmax=$((nmax * 2)); done
+    "$bin" train --shards "$out/shards" --out "${OUT:-/tmp}/tiny-one" --device cuda $tiny 2>&1 | tail -1
+    TWOVIEW_FORCE_GROUP=1 torchrun --nproc-per-node $nmax "$bin" train --shards "$out/shards" \
+      --out "${OUT:-/tmp}/tiny-nccl" --device cuda $tiny 2>&1 | tail -1
+    # Loader-fed: every GPU of the box, JPEG rows decoded by each rank's loader.
+    threads=$(( $(nproc) / gpus - 1 )); (( threads >= 1 )) || threads=1
+    TWOVIEW_FORCE_GROUP=1 torchrun --nproc-per-node $gpus "$bin" train --shards "$out/shards" \
+      --out "${OUT:-/tmp}/run-multi" --device cuda --preset vit_small --set batch_size=$((64 * gpus)) \
+      --set epochs=100 --set warmup_epochs=10 --set max_steps=60 --set log_every=10 \
+      --set checkpoint_every=0 --set threads=$threads 2>&1 | tail -3
+    tail -n 2 "${OUT:-/tmp}/run-multi/metrics.jsonl" | tee -a "$res"
+    python3 - "$res" "${OUT:-/tmp}" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+bad = []
+steps = [r for r in rows if "img_per_s" in r and r.get("rank", 0) == 0 and "phases_s" in r]
+base = next((r for r in steps if r["world"] == 1 and not r.get("grouped")), steps[0] if steps else None)
+for r in steps:
+    per_gpu = r["img_per_s"]  # each rank's own batch: img/s per GPU
+    ph = r["phases_s"] or {}
+    total = sum(ph.values()) or float("nan")
+    comm = ph.get("grad_all_reduce", 0.0)
+    eff = per_gpu / (base["img_per_s"]) if base else float("nan")
+    print(f"{r['preset']} {r['batch']}/GPU, {r['world']} process(es){' (group)' if r.get('grouped') else ''}: "
+          f"{per_gpu:.0f} img/s per GPU, step {r['step_s_median']*1e3:.1f} ms, scaling efficiency {100*eff:.1f} %, "
+          f"gradient all-reduce {comm*1e3:.1f} ms ({100*comm/total:.1f} % of the phases)")
+def losses(d):
+    return [json.loads(l)["loss"] for l in open(f"{sys.argv[2]}/{d}/metrics.jsonl") if '"kind":"train"' in l]
+one, nccl = losses("tiny-one"), losses("tiny-nccl")
+if len(one) != 30 or len(nccl) != 30:
+    bad.append(f"tiny: {len(one)} one-process and {len(nccl)} NCCL losses, expected 30 each")
+else:
+    rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(one, nccl)]
+    # The same global batch: SyncBN and the key gather change reduction orders only (fp32).
+    print(f"tiny, one process vs NCCL group, 30 steps: max relative loss difference {max(rel):.2e} "
+          f"(first {rel[0]:.2e}); tolerance 1e-3")
+    if max(rel) > 1e-3:
+        bad.append(f"tiny: NCCL losses differ from one process's by {max(rel):.2e}")
+for r in rows:
+    if r.get("kind") == "train":
+        print(f"loader-fed, all GPUs: step {r['step']}: {r['img_per_s']:.0f} img/s, data-wait {100*r['data_wait']:.2f} %")
+if bad:
+    print("gpu-bench multi: FAILED:\n  " + "\n  ".join(bad), file=sys.stderr)
+    sys.exit(1)
+PY
+    ;;
+  *) echo "usage: $0 prepare [DATA] | device [TORCH_LIB] [PEAK_TFLOPS] | multi [TORCH_LIB] [PRESET] [BATCH_PER_GPU]" >&2; exit 2 ;;
 esac

@@ -1,8 +1,11 @@
 // Data-parallel collectives for twoview-model (model/src/dist.rs), on libtorch's own c10d: a
-// TCPStore rendezvous (rank 0 serves it, or torchrun's agent does), a Gloo process group, and
-// the few collectives MoCo v3 needs -- coalesced all-reduce, broadcast, all-gather (with an
-// autograd form for SyncBatchNorm statistics) and barrier. Built with -DUSE_C10D_GLOO against
-// the torch wheel's headers and Debian's gloo headers (../shared/DISTRIBUTED.md).
+// TCPStore rendezvous (rank 0 serves it, or torchrun's agent does), a Gloo process group for CPU
+// tensors, an NCCL group for CUDA tensors when the build has it (dist_nccl.cpp, -DTWOVIEW_NCCL),
+// and the few collectives MoCo v3 needs -- coalesced all-reduce, broadcast, all-gather (with an
+// autograd form for SyncBatchNorm statistics) and barrier. Each collective goes to the group of
+// its tensors' device, as a Python ProcessGroup with a "cpu:gloo,cuda:nccl" backend does. Built
+// with -DUSE_C10D_GLOO against the torch wheel's headers and Debian's gloo headers
+// (../shared/DISTRIBUTED.md).
 //
 // As shim.cpp: every function returns nullptr or a malloc'd message.
 
@@ -13,15 +16,35 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
+#include <stdexcept>
 #include <vector>
+
+#ifdef TWOVIEW_NCCL
+// dist_nccl.cpp: an NCCL group bound to CUDA device `device` (made current first).
+c10::intrusive_ptr<c10d::Backend> tv_nccl_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                int rank, int world,
+                                                std::chrono::milliseconds timeout, int device);
+#endif
 
 namespace {
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> gloo;
+  // Null unless the group was joined with a CUDA device.
+  c10::intrusive_ptr<c10d::Backend> nccl;
   int rank;
   int world;
+
+  // The backend for tensors on `t`'s device.
+  c10d::Backend& on(const at::Tensor& t) {
+    if (!t.is_cuda()) return *gloo;
+    if (!nccl)
+      throw std::runtime_error(
+          "a CUDA tensor reached a collective of a group joined without a CUDA device (Gloo "
+          "only)");
+    return *nccl;
+  }
 };
 
 at::Tensor gather(Group* g, const at::Tensor& t) {
@@ -29,8 +52,16 @@ at::Tensor gather(Group* g, const at::Tensor& t) {
   auto sizes = in.sizes().vec();
   sizes[0] *= g->world;
   auto out = at::empty(sizes, in.options());
-  g->pg->_allgather_base(out, in)->wait();
+  g->on(in)._allgather_base(out, in)->wait();
   return out;
+}
+
+// The tensors of `v` on CPU and those on CUDA, each list in its original order.
+std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> by_device(
+    const std::vector<at::Tensor>& v) {
+  std::vector<at::Tensor> cpu, cuda;
+  for (const auto& t : v) (t.is_cuda() ? cuda : cpu).push_back(t);
+  return {std::move(cpu), std::move(cuda)};
 }
 
 // all_gather along dim 0 with a gradient: backward sums every rank's gradient of the gathered
@@ -49,7 +80,7 @@ struct AllGather : public torch::autograd::Function<AllGather> {
     auto* g = reinterpret_cast<Group*>(ctx->saved_data["group"].toInt());
     int64_t rows = ctx->saved_data["rows"].toInt();
     std::vector<at::Tensor> all{grads[0].contiguous().clone()};
-    g->pg->allreduce(all)->wait();
+    g->on(all[0]).allreduce(all)->wait();
     return {all[0].narrow(0, rows * g->rank, rows), at::Tensor()};
   }
 };
@@ -58,12 +89,21 @@ struct AllGather : public torch::autograd::Function<AllGather> {
 
 extern "C" {
 
+// Whether this build has the NCCL backend.
+int tv_dist_nccl_built() {
+#ifdef TWOVIEW_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 // Joins the group of `world` processes as `rank`: rendezvous on host:port (rank 0 serves the
 // store unless `client_only`, torchrun's agent store), then a Gloo group bound to `bind` (this
-// machine's address that peers can reach). `timeout_ms` bounds the rendezvous and every
-// collective.
+// machine's address that peers can reach) and, with `cuda_device` >= 0, an NCCL group on that
+// device. `timeout_ms` bounds the rendezvous and every collective.
 char* tv_dist_init(const char* host, int port, int rank, int world, int client_only,
-                   const char* bind, int64_t timeout_ms, void** out) {
+                   const char* bind, int64_t timeout_ms, int cuda_device, void** out) {
   TV_TRY({
     std::chrono::milliseconds timeout(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -78,7 +118,16 @@ char* tv_dist_init(const char* host, int port, int rank, int world, int client_o
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(bind));
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefix, rank, world, options);
-    *out = new Group{store, pg, rank, world};
+    c10::intrusive_ptr<c10d::Backend> nccl;
+    if (cuda_device >= 0) {
+#ifdef TWOVIEW_NCCL
+      auto nccl_prefix = c10::make_intrusive<c10d::PrefixStore>("twoview/1/", store);
+      nccl = tv_nccl_group(nccl_prefix, rank, world, timeout, cuda_device);
+#else
+      throw std::runtime_error("this build has no NCCL backend (twoview info says why)");
+#endif
+    }
+    *out = new Group{store, pg, nccl, rank, world};
   })
 }
 
@@ -86,30 +135,38 @@ char* tv_dist_init(const char* host, int port, int rank, int world, int client_o
 // coalesced collective (the tensors must share dtype and device).
 char* tv_dist_allreduce_(void* g, at::Tensor** ts, size_t n, int op) {
   TV_TRY({
-    auto v = tv::list(ts, n);
+    auto* group = static_cast<Group*>(g);
     c10d::AllreduceCoalescedOptions o;
     o.reduceOp = op == 1 ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
-    static_cast<Group*>(g)->pg->allreduce_coalesced(v, o)->wait();
+    auto [cpu, cuda] = by_device(tv::list(ts, n));
+    for (auto* part : {&cpu, &cuda})
+      if (!part->empty()) group->on(part->front()).allreduce_coalesced(*part, o)->wait();
   })
 }
 
-// Rank `root`'s values of every tensor, on every rank (one flat broadcast).
+// Rank `root`'s values of every tensor of `v` (one device, one dtype), in one flat broadcast.
+void broadcast_flat(Group* g, const std::vector<at::Tensor>& v, int root) {
+  std::vector<at::Tensor> flat_parts;
+  for (auto& t : v) flat_parts.push_back(t.detach().reshape({-1}));
+  std::vector<at::Tensor> flat{at::cat(flat_parts)};
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  g->on(flat[0]).broadcast(flat, o)->wait();
+  int64_t off = 0;
+  at::NoGradGuard no_grad;
+  for (auto& t : v) {
+    auto n_el = t.numel();
+    t.copy_(flat[0].narrow(0, off, n_el).view(t.sizes()));
+    off += n_el;
+  }
+}
+
+// Rank `root`'s values of every tensor, on every rank (one flat broadcast per device).
 char* tv_dist_broadcast_(void* g, at::Tensor** ts, size_t n, int root) {
   TV_TRY({
-    auto v = tv::list(ts, n);
-    std::vector<at::Tensor> flat_parts;
-    for (auto& t : v) flat_parts.push_back(t.detach().reshape({-1}));
-    std::vector<at::Tensor> flat{at::cat(flat_parts)};
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    static_cast<Group*>(g)->pg->broadcast(flat, o)->wait();
-    int64_t off = 0;
-    at::NoGradGuard no_grad;
-    for (auto& t : v) {
-      auto n_el = t.numel();
-      t.copy_(flat[0].narrow(0, off, n_el).view(t.sizes()));
-      off += n_el;
-    }
+    auto [cpu, cuda] = by_device(tv::list(ts, n));
+    for (auto* part : {&cpu, &cuda})
+      if (!part->empty()) broadcast_flat(static_cast<Group*>(g), *part, root);
   })
 }
 
@@ -122,13 +179,16 @@ char* tv_dist_allgather(void* g, at::Tensor* t, int grad, at::Tensor** out) {
   })
 }
 
-char* tv_dist_barrier(void* g) { TV_TRY(static_cast<Group*>(g)->pg->barrier()->wait()) }
+// Every rank has reached this point (a host-side barrier, on Gloo).
+char* tv_dist_barrier(void* g) { TV_TRY(static_cast<Group*>(g)->gloo->barrier()->wait()) }
 
 void tv_dist_free(void* g) {
   auto* group = static_cast<Group*>(g);
-  try {
-    group->pg->shutdown();
-  } catch (...) {
+  for (auto* b : {&group->nccl, &group->gloo}) {
+    try {
+      if (*b) (*b)->shutdown();
+    } catch (...) {
+    }
   }
   delete group;
 }

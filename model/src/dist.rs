@@ -1,7 +1,7 @@
 //! Data-parallel training over processes: who this process is (from torchrun's, SLURM's or plain
-//! environment variables) and a c10d process group (Gloo) with the collectives MoCo v3 needs,
-//! through the C++ shim (`csrc/dist.cpp`). One process (no variables, or a world of 1) uses none
-//! of this.
+//! environment variables) and a c10d process group with the collectives MoCo v3 needs, through
+//! the C++ shim (`csrc/dist.cpp`): Gloo for CPU tensors always, NCCL for CUDA tensors when the
+//! build has it ([`NCCL_BUILD`]). One process (no variables, or a world of 1) uses none of this.
 
 use std::ffi::{CString, c_char, c_int, c_void};
 
@@ -22,8 +22,10 @@ unsafe extern "C" {
         client_only: c_int,
         bind: *const c_char,
         timeout_ms: i64,
+        cuda_device: c_int,
         out: *mut *mut c_void,
     ) -> *mut c_char;
+    fn tv_dist_nccl_built() -> c_int;
     fn tv_dist_allreduce_(
         g: *mut c_void,
         ts: *const *mut C_tensor,
@@ -44,6 +46,16 @@ unsafe extern "C" {
     ) -> *mut c_char;
     fn tv_dist_barrier(g: *mut c_void) -> *mut c_char;
     fn tv_dist_free(g: *mut c_void);
+}
+
+/// Whether this build has the NCCL backend, and if not why: `built in (nccl.h 2.28.9)` or
+/// `not built in: <reason>` (decided by build_model.rs from the headers it found).
+pub const NCCL_BUILD: &str = env!("TWOVIEW_NCCL_BUILD");
+
+/// Whether CUDA tensors can cross processes: the NCCL backend is compiled in.
+pub fn nccl_built() -> bool {
+    // SAFETY: no arguments, no state.
+    unsafe { tv_dist_nccl_built() != 0 }
 }
 
 fn check(op: &'static str, e: *mut c_char) -> Result<(), Error> {
@@ -91,7 +103,7 @@ impl Launch {
     /// From the environment: torchrun / plain `RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
     /// `MASTER_ADDR`, `MASTER_PORT`; else SLURM's `SLURM_PROCID`, `SLURM_NTASKS`,
     /// `SLURM_LOCALID` with the first host of `SLURM_JOB_NODELIST` (port `MASTER_PORT` or
-    /// 29500). `None`: one process (no launcher, or a world of 1).
+    /// 29500). `None`: one process (no launcher, or a world of 1 unless `TWOVIEW_FORCE_GROUP=1`).
     pub fn from_env() -> Result<Option<Self>, Error> {
         Self::from_vars(|k| std::env::var(k).ok())
     }
@@ -116,7 +128,9 @@ impl Launch {
         } else {
             return Ok(None);
         };
-        if world <= 1 {
+        // TWOVIEW_FORCE_GROUP=1: a world of 1 still joins a group, so that the NCCL path can
+        // be checked on a machine with one GPU (scripts/gpu-bench.sh multi).
+        if world <= 1 && var("TWOVIEW_FORCE_GROUP").is_none_or(|v| v != "1") {
             return Ok(None);
         }
         if rank >= world {
@@ -149,6 +163,24 @@ impl Launch {
     }
 }
 
+/// The device rank `l` trains on for `spec`: `cpu`; `cuda` is cuda:LOCAL_RANK, or cuda:0 when
+/// the process sees a single GPU (SLURM's `--gpus-per-task=1`, or `CUDA_VISIBLE_DEVICES` set per
+/// rank); `cuda:N` is taken as given.
+pub fn rank_device(spec: &str, l: &Launch) -> Result<tch::Device, Error> {
+    if spec != "cuda" {
+        return crate::device::init(spec);
+    }
+    crate::device::init("cuda")?;
+    let count = tch::Cuda::device_count() as usize;
+    let index = if count == 1 { 0 } else { l.local_rank };
+    crate::device::init(&format!("cuda:{index}")).map_err(|e| {
+        Error::Dist(format!(
+            "{} local rank {} wants cuda:{index}, but this process sees {count} GPUs: {e}",
+            l.source, l.local_rank
+        ))
+    })
+}
+
 /// A process group: every collective is called by every rank in the same order.
 #[derive(Debug)]
 pub struct Group {
@@ -164,9 +196,19 @@ unsafe impl Send for Group {}
 unsafe impl Sync for Group {}
 
 impl Group {
-    /// Joins the job `l` describes (Gloo; every collective and the rendezvous bounded by
-    /// `timeout`). A busy port, an unreachable master or a missing peer is an error naming them.
-    pub fn join(l: &Launch, timeout: Duration) -> Result<Self, Error> {
+    /// Joins the job `l` describes: a Gloo group for CPU tensors and, with `cuda` (a device
+    /// index, made this process's current device), an NCCL group for CUDA tensors; every
+    /// collective goes to the group of its tensors' device. Every collective and the rendezvous
+    /// are bounded by `timeout`. A busy port, an unreachable master, a missing peer or a build
+    /// without NCCL is an error naming them.
+    pub fn join(l: &Launch, timeout: Duration, cuda: Option<usize>) -> Result<Self, Error> {
+        if cuda.is_some() && !nccl_built() {
+            return Err(Error::Dist(format!(
+                "{} started {} processes on CUDA, but NCCL is {NCCL_BUILD}; run data-parallel \
+                 with --device cpu, or rebuild with the headers scripts/setup-venv.sh installs",
+                l.source, l.world
+            )));
+        }
         let host = CString::new(l.master_addr.clone())
             .map_err(|_| Error::Dist("MASTER_ADDR holds a NUL byte".into()))?;
         // Gloo binds to the address peers reach this process at: the master's own on loopback
@@ -186,6 +228,7 @@ impl Group {
                 c_int::from(l.agent_store),
                 bind.as_ptr(),
                 timeout.as_millis() as i64,
+                cuda.map_or(-1, |d| d as c_int),
                 &mut ptr,
             )
         };
@@ -281,6 +324,14 @@ pub(crate) mod tests {
     fn launchers_are_read_from_their_variables() {
         assert_eq!(Launch::from_vars(vars(&[])).unwrap(), None);
         assert_eq!(Launch::from_vars(vars(&[("WORLD_SIZE", "1"), ("RANK", "0")])).unwrap(), None);
+        let forced = [
+            ("WORLD_SIZE", "1"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", "29512"),
+            ("TWOVIEW_FORCE_GROUP", "1"),
+        ];
+        let l = Launch::from_vars(vars(&forced)).unwrap().unwrap();
+        assert_eq!((l.rank, l.world, l.source), (0, 1, "RANK/WORLD_SIZE"));
         let torchrun = [
             ("RANK", "1"),
             ("WORLD_SIZE", "2"),
@@ -336,12 +387,53 @@ pub(crate) mod tests {
                         agent_store: false,
                         source: "test",
                     };
-                    let g = Group::join(&l, Duration::from_secs(30)).unwrap();
+                    let g = Group::join(&l, Duration::from_secs(30), None).unwrap();
                     f(std::sync::Arc::new(g))
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    /// A group joined with a CUDA device: on a machine without one (CI) a clear error, never a
+    /// crash or a hang; with one, CUDA tensors cross through NCCL and CPU ones through Gloo.
+    #[test]
+    fn a_cuda_group_needs_nccl_and_a_gpu() {
+        let l = Launch {
+            rank: 0,
+            world: 1,
+            local_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            master_port: free_port(),
+            agent_store: false,
+            source: "test",
+        };
+        let joined = Group::join(&l, Duration::from_secs(30), Some(0));
+        let gpu = crate::device::init("cuda:0").is_ok();
+        match joined {
+            Err(e) if !nccl_built() => {
+                assert!(e.to_string().contains("NCCL is not built in"), "{e}");
+                assert!(NCCL_BUILD.starts_with("not built in: "), "{NCCL_BUILD}");
+            }
+            Err(e) => {
+                assert!(!gpu, "NCCL is built and cuda:0 works, yet joining failed: {e}");
+                eprintln!("without a GPU, as expected: {e}");
+                assert!(NCCL_BUILD.starts_with("built in (nccl.h "), "{NCCL_BUILD}");
+            }
+            Ok(g) => {
+                assert!(gpu && nccl_built());
+                let on_gpu = Tensor::from_slice(&[1.5f32, 2.0]).to_device(tch::Device::Cuda(0));
+                let on_cpu = Tensor::from_slice(&[3.0f64]);
+                g.all_reduce_sum_(&[&on_gpu, &on_cpu]).unwrap();
+                g.broadcast_(&[&on_gpu, &on_cpu], 0).unwrap();
+                let all = g.all_gather(&on_gpu.view([1, 2]), false).unwrap();
+                assert_eq!(
+                    Vec::<f32>::try_from(all.reshape([-1]).to_device(tch::Device::Cpu)).unwrap(),
+                    vec![1.5, 2.0]
+                );
+                g.barrier().unwrap();
+            }
+        }
     }
 
     #[test]

@@ -248,7 +248,12 @@ fn photometric_bench(a: &PhotometricArgs) -> anyhow::Result<()> {
 
 fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
     use twoview_model::train::{TrainConfig, Trainer};
-    let device = twoview_model::device::init(&a.device)?;
+    // Under a launcher: data-parallel, `--batch` per rank (NCCL on CUDA, Gloo on the CPU).
+    let launch = twoview_model::dist::Launch::from_env()?;
+    let device = match &launch {
+        Some(l) => twoview_model::dist::rank_device(&a.device, l)?,
+        None => twoview_model::device::init(&a.device)?,
+    };
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
     }
@@ -264,10 +269,9 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
     let plan = cfg.plan(a.batch as u64 * 1000, device)?;
     let vit = plan.moco.vit;
     let mut trainer = Trainer::new(plan, device);
-    // Under a launcher: data-parallel, `--batch` per rank (Gloo, CPU).
-    let launch = twoview_model::dist::Launch::from_env()?;
     if let Some(l) = &launch {
-        let g = twoview_model::dist::Group::join(l, std::time::Duration::from_secs(300))?;
+        let cuda = if let tch::Device::Cuda(i) = device { Some(i) } else { None };
+        let g = twoview_model::dist::Group::join(l, std::time::Duration::from_secs(300), cuda)?;
         trainer.distribute(std::sync::Arc::new(g))?;
     }
     tch::manual_seed(1);
@@ -294,6 +298,7 @@ fn train_step_bench(a: &TrainStepArgs) -> anyhow::Result<()> {
             "impl": "twoview", "preset": a.preset, "image": a.image, "batch": a.batch,
             "threads": tch::get_num_threads(), "device": a.device, "bf16": a.bf16,
             "world": launch.as_ref().map_or(1, |l| l.world), "rank": launch.as_ref().map_or(0, |l| l.rank),
+            "grouped": launch.is_some(),
             "step_s_median": med, "step_s": times, "img_per_s": a.batch as f64 / med,
             "pipelined_step_s": pipelined,
             "phases_s": phases, "ops_per_step": count.ops, "host_reads_per_step": count.host_reads,

@@ -28,7 +28,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         tch::Cuda::device_count(),
         tch::Cuda::cudnn_is_available()
     );
-    println!("distributed backends: gloo (CPU tensors); nccl not built in (CUDA runs one process)");
+    println!(
+        "distributed backends: gloo (CPU tensors, built in); nccl (CUDA tensors) {}",
+        twoview_model::dist::NCCL_BUILD
+    );
     match twoview_model::dist::Launch::from_env() {
         Ok(Some(l)) => println!(
             "distributed: would join as rank {} of {} (local rank {}) at {}:{} ({}{})",

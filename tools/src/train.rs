@@ -387,23 +387,19 @@ fn join(args: &Args) -> anyhow::Result<(Device, Option<Arc<Group>>)> {
     let Some(l) = Launch::from_env()? else {
         return Ok((twoview_model::device::init(&args.device)?, None));
     };
-    if args.device.starts_with("cuda") {
-        bail!(
-            "{} started {} processes on {}: this build has the Gloo backend only (CPU); NCCL for \
-             CUDA tensors is not built in (`twoview info`). Run data-parallel with --device cpu",
-            l.source,
-            l.world,
-            args.device
-        );
-    }
-    let device = twoview_model::device::init(&args.device)?;
+    let device = twoview_model::dist::rank_device(&args.device, &l)?;
+    let cuda = match device {
+        Device::Cuda(i) => Some(i),
+        _ => None,
+    };
     let timeout = Duration::from_secs(args.dist_timeout.max(1));
-    let g = Group::join(&l, timeout)?;
+    let g = Group::join(&l, timeout, cuda)?;
     if g.rank == 0 {
         eprintln!(
-            "train: data-parallel: {} processes ({}, Gloo, rendezvous {}:{}, timeout {} s)",
+            "train: data-parallel: {} processes ({}, {}, rendezvous {}:{}, timeout {} s)",
             l.world,
             l.source,
+            if cuda.is_some() { "NCCL for CUDA tensors, Gloo for CPU ones" } else { "Gloo" },
             l.master_addr,
             l.master_port,
             timeout.as_secs()
