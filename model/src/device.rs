@@ -5,6 +5,8 @@
 //! `tch::Cuda::is_available()` is then false even on a GPU machine. [`load_cuda_backend`] opens
 //! the library with `RTLD_NOW | RTLD_GLOBAL` at start-up, which registers the backend. On a
 //! CPU-only machine (or a CPU build of libtorch) the library is absent and the call reports why.
+//! (A build with the NCCL backend, `dist::NCCL_BUILD`, links `libtorch_cuda.so` directly; the
+//! call then finds it loaded.)
 
 use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
