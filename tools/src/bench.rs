@@ -123,6 +123,9 @@ pub struct LoaderArgs {
     /// being left to the trainer's device (`augment_on = "device"`).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "device"])]
     augment_on: String,
+    /// A preset or a TOML recipe file (e.g. a subset that another loader can also run).
+    #[arg(long, default_value = "mocov3_vit")]
+    recipe: String,
 }
 
 #[derive(clap::Args)]
@@ -599,7 +602,7 @@ fn time_loader(
     let mut loader = if args.views {
         Loader::from_views(&args.shards, &args.split, cfg)?
     } else {
-        Loader::new(set.clone(), Recipe::mocov3_vit(), cfg, Arc::new(HeapAlloc))?
+        Loader::new(set.clone(), Recipe::preset_or_file(&args.recipe)?, cfg, Arc::new(HeapAlloc))?
     };
     for _ in 0..3 {
         loader.next_batch().expect("endless")?;
@@ -658,8 +661,8 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
         if deferred(args) { ", photometric steps deferred to the device" } else { "" }
     );
     println!(
-        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"augment_on\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
-        args.label, args.augment_on, args.threads, args.step_fraction
+        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"recipe\": {:?}, \"augment_on\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
+        args.label, args.recipe, args.augment_on, args.threads, args.step_fraction
     );
     Ok(())
 }

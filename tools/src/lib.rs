@@ -22,8 +22,9 @@ mod train;
 /// labels needed), then measure and ship the backbone.
 ///
 /// Typical use: `prep-shards IMAGENET_ROOT --out shards` once (decode and resize every image
-/// into memory-mapped shards), `train --shards shards --out runs/a` (resumable; CPU or one
-/// GPU), `eval knn --checkpoint runs/a …` to measure, `export` to load the backbone in timm.
+/// into memory-mapped shards), `train --shards shards --out runs/a` (resumable; CPU or GPU, and
+/// data-parallel under torchrun or SLURM), `eval knn --checkpoint runs/a …` to measure, `export`
+/// to load the backbone in timm.
 #[derive(Parser)]
 #[command(name = "twoview", version, about, long_about, propagate_version = true)]
 struct Cli {
