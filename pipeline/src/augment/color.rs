@@ -193,42 +193,38 @@ fn min3(a: f32, b: f32, c: f32) -> f32 {
 
 /// [`rgb_to_hsv`] for one pixel of whole-number channels, branch-free (selects, no libm, three
 /// divisions) so that LLVM vectorises the loop around it: returns H and S as integers, V as
-/// the f32 max. PIL mixes float and double; this runs in f32 throughout, each step chosen so that
+/// the f32 max. The selects are written one condition at a time: at AVX2 (16 vector registers)
+/// a mask kept alive across several selects costs spills. PIL mixes float and double; this runs in f32 throughout, each step chosen so that
 /// the bytes are PIL's (the tests check every colour).
 #[inline(always)]
 fn rgb_lanes_to_hsv(rv: f32, gv: f32, bv: f32) -> (i32, i32, f32) {
     let maxc = max3(rv, gv, bv);
     let minc = min3(rv, gv, bv);
     let cr = maxc - minc;
-    // A grey pixel (cr = 0) comes out as h = 0 and s = 0 through the same arithmetic: the max
-    // channel's ratio is 0, and s = 0 / max(maxc, 1).
+    // A grey pixel (cr = 0) gets s = 0 through the same arithmetic: 0 / max(maxc, 1).
     let s = cr / if maxc > 1.0 { maxc } else { 1.0 };
     // (maxc - x) / cr is exactly 0 for the max channel and 1 for the min one: only the middle
     // channel needs the division.
     let mid = rv + gv + bv - maxc - minc;
     let d = (maxc - mid) / if cr > 1.0 { cr } else { 1.0 };
-    let ratio = |x: f32| {
-        if x == maxc {
-            0.0
-        } else if x == minc {
-            1.0
-        } else {
-            d
-        }
-    };
-    let (rc, gc, bc) = (ratio(rv), ratio(gv), ratio(bv));
-    // PIL: `2.0 + rc - bc` in double, stored as float. One of the two ratios is 0 or 1, so
-    // adding that one to the integer first leaves a single, identical, f32 rounding.
-    let whole = |x: f32| x == 0.0 || x == 1.0;
-    let h_g = if whole(bc) { (2.0 - bc) + rc } else { (2.0 + rc) - bc };
-    let h_b = if whole(rc) { (4.0 - rc) + gc } else { (4.0 + gc) - rc };
-    let h = if rv == maxc {
-        bc - gc
-    } else if gv == maxc {
-        h_g
-    } else {
-        h_b
-    };
+    // PIL: h = bc - gc (r max), 2.0 + rc - bc (g max), 4.0 + gc - rc (b max), in double, stored
+    // as float. Of the two ratios one belongs to the min channel (1) and the other is the
+    // middle's (d), so h is a whole number plus or minus d: one f32 rounding, PIL's. Which one
+    // follows from the max channel (PIL's order r, g, b) and whether r (or g) is the min; ties
+    // give d = 0 or 1 and the same h either way. A grey pixel (cr = 0) has h = 0.
+    let mut h = 1.0 - d;
+    if rv == maxc && gv == minc {
+        h = d - 1.0;
+    }
+    if rv != maxc && gv == maxc {
+        h = if rv == minc { 3.0 - d } else { 1.0 + d };
+    }
+    if rv != maxc && gv != maxc {
+        h = if rv == minc { 3.0 + d } else { 5.0 - d };
+    }
+    if cr == 0.0 {
+        h = 0.0;
+    }
     // PIL: `fmod(h / 6.0 + 1.0, 1.0)` in double, stored as float. One correctly rounded f32
     // division (plus 1 for the negative ones) gives the same byte below for every colour
     // (tested; multiplying by 1/6 does not).
@@ -246,36 +242,31 @@ fn hsv_lanes_to_rgb(h: i32, s: i32, v: f32) -> (f32, f32, f32) {
     let (i, f) = hue_sector(h);
     let fs = unit_byte(s);
     let p = round_half_up(v * (1.0 - fs));
-    let q = round_half_up(v * (1.0 - fs * f));
-    let t = round_half_up(v * (1.0 - fs * (1.0 - f)));
-    // Sectors 0..=5 as PIL's switch on i % 6; i = 6 (h = 255, f = 0) is sector 0.
-    let r = if i == 0 || i >= 5 {
-        v
-    } else if i == 1 {
-        q
-    } else if i == 4 {
-        t
-    } else {
-        p
-    };
-    let g = if i == 1 || i == 2 {
-        v
-    } else if i == 0 || i == 6 {
-        t
-    } else if i == 3 {
-        q
-    } else {
-        p
-    };
-    let b = if i == 3 || i == 4 {
-        v
-    } else if i == 2 {
-        t
-    } else if i == 5 {
-        q
-    } else {
-        p
-    };
+    // PIL's q = v (1 - s f) serves the odd sectors and t = v (1 - s (1 - f)) the even ones:
+    // each pixel needs one of them, m.
+    let x = if i & 1 == 1 { f } else { 1.0 - f };
+    let m = round_half_up(v * (1.0 - fs * x));
+    // Sectors 0..=5 as PIL's switch on i % 6; i = 6 (h = 255, f = 0) is sector 0. Each sector
+    // sets the two channels that are not p, one mask at a time (few live registers at AVX2).
+    let (mut r, mut g, mut b) = (p, p, p);
+    if i == 0 || i == 6 {
+        (r, g) = (v, m);
+    }
+    if i == 1 {
+        (r, g) = (m, v);
+    }
+    if i == 2 {
+        (g, b) = (v, m);
+    }
+    if i == 3 {
+        (g, b) = (m, v);
+    }
+    if i == 4 {
+        (r, b) = (m, v);
+    }
+    if i == 5 {
+        (r, b) = (v, m);
+    }
     (r, g, b)
 }
 
