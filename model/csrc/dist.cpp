@@ -16,8 +16,18 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <stdexcept>
 #include <vector>
+
+// libtorch 2.11's FlightRecorder (the per-collective trace behind TORCH_NCCL_DUMP_ON_TIMEOUT)
+// inserts into a process-wide map before it takes its lock: groups recording at the same time --
+// ranks on threads of one process, as the tests run them -- race on it and crash (seen: a
+// SIGSEGV in std::_Rb_tree_insert_and_rebalance under ProcessGroupGloo::enqueue, ~5 % of test
+// runs). It also captures a traceback per collective. So it is off unless the user turns it on
+// (TORCH_FR_BUFFER_SIZE=N is respected): set while the program starts, one thread running, before
+// any group reads it (the recorder reads the variable once, when first used).
+static const int flight_recorder_off = setenv("TORCH_FR_BUFFER_SIZE", "0", 0);
 
 #ifdef TWOVIEW_NCCL
 // dist_nccl.cpp: an NCCL group bound to CUDA device `device` (made current first).
