@@ -48,6 +48,14 @@ def cases():
     yield "crop_resize", {"top": 0, "left": 0, "height": 224, "width": 224, "out_w": 96, "out_h": 96}
     yield "crop_resize", {"top": 50, "left": 60, "height": 40, "width": 30, "out_w": 160, "out_h": 128}
     yield "crop_resize", {"top": 3, "left": 1, "height": 200, "width": 97, "out_w": 224, "out_h": 224}
+    # Flush with the bottom-right of the 224x224 corner, one pixel, width or height unchanged (PIL
+    # skips that pass), a 1.49x downscale, a sliver.
+    yield "crop_resize", {"top": 24, "left": 24, "height": 200, "width": 200, "out_w": 224, "out_h": 224}
+    yield "crop_resize", {"top": 100, "left": 7, "height": 1, "width": 1, "out_w": 224, "out_h": 224}
+    yield "crop_resize", {"top": 0, "left": 1, "height": 224, "width": 223, "out_w": 224, "out_h": 224}
+    yield "crop_resize", {"top": 30, "left": 0, "height": 150, "width": 224, "out_w": 224, "out_h": 224}
+    yield "crop_resize", {"top": 0, "left": 0, "height": 224, "width": 224, "out_w": 150, "out_h": 150}
+    yield "crop_resize", {"top": 5, "left": 200, "height": 219, "width": 17, "out_w": 224, "out_h": 224}
     yield "hflip", {}
     for f in (0.6, 1.0, 1.37):
         yield "brightness", {"factor": f32(f)}

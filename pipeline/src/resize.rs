@@ -1,6 +1,9 @@
 //! Resizing, for prep-shards (a whole image to a storage size: shorter side, torchvision's
 //! `Resize(n)`, or longer side) and for augmentation (a crop to a view), through one
-//! [`Resizer`] over fast_image_resize's SIMD convolution.
+//! [`Resizer`]: fast_image_resize's SIMD convolution for the storage sizes, PIL's own bilinear
+//! resample (byte-exact, [`bilinear`]) for crops to views.
+
+mod bilinear;
 
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
 
@@ -72,11 +75,12 @@ impl Fit {
 }
 
 /// A worker's reusable resizer (one per thread), for both jobs: a whole image to its storage
-/// size (prep-shards) and a crop to a view (RandomResizedCrop, eval centre crops). One
-/// fast_image_resize convolution pass, antialiased when shrinking (the filter support grows with
-/// the downscale factor), as PIL's `Image.resize`.
+/// size (prep-shards: a fast_image_resize convolution pass, antialiased when shrinking as PIL's
+/// `Image.resize`, within a level of it) and a crop to a view (RandomResizedCrop, eval centre
+/// crops: PIL's bilinear resample byte for byte, with its coefficients cached per size).
 pub struct Resizer {
     inner: fir::Resizer,
+    bilinear: bilinear::Bilinear,
 }
 
 impl Default for Resizer {
@@ -88,7 +92,7 @@ impl Default for Resizer {
 impl Resizer {
     /// A resizer using the best SIMD extensions of this CPU.
     pub fn new() -> Self {
-        Self { inner: fir::Resizer::new() }
+        Self { inner: fir::Resizer::new(), bilinear: bilinear::Bilinear::default() }
     }
 
     /// Resizes the `crop` of `src` to fill `dst` with `filter`.
@@ -122,14 +126,38 @@ impl Resizer {
         self.inner.resize(&cropped, &mut dst_img, &options).map_err(|e| err(e.to_string()))
     }
 
-    /// Resizes the `crop` of `src` to fill `dst`, bilinear: RandomResizedCrop's resize.
+    /// Resizes the `crop` of `src` to fill `dst`, bilinear: RandomResizedCrop's resize, the same
+    /// bytes as torchvision's `resized_crop` on a PIL image (crop, then PIL's
+    /// `resize(BILINEAR)`).
     pub fn crop_resize(
         &mut self,
         src: RgbRef<'_>,
         crop: CropBox,
         dst: &mut RgbMut<'_>,
     ) -> Result<(), Error> {
-        self.resize_into(src, crop, dst, Filter::Bilinear)
+        let (w, h) = (src.width(), src.height());
+        let inside = crop.width > 0
+            && crop.height > 0
+            && u64::from(crop.left) + u64::from(crop.width) <= u64::from(w)
+            && u64::from(crop.top) + u64::from(crop.height) <= u64::from(h);
+        if !inside {
+            return Err(Error::Resize {
+                src_w: w,
+                src_h: h,
+                dst_w: dst.width(),
+                dst_h: dst.height(),
+                reason: format!(
+                    "the crop {}x{} at ({}, {}) is not inside the image",
+                    crop.width, crop.height, crop.left, crop.top
+                ),
+            });
+        }
+        let stride = w as usize * 3;
+        let offset = crop.top as usize * stride + crop.left as usize * 3;
+        let out_size = (dst.width() as usize, dst.height() as usize);
+        let crop_size = (crop.width as usize, crop.height as usize);
+        self.bilinear.resize(&src.data()[offset..], stride, crop_size, out_size, dst.data());
+        Ok(())
     }
 
     /// Resizes `src` to `w`×`h` with `filter`.

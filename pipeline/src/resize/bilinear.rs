@@ -1,0 +1,234 @@
+//! PIL's bilinear resample, byte for byte: what `torchvision.transforms.functional.resized_crop`
+//! does to a PIL image (crop, then `Image.resize(size, BILINEAR)`, Pillow's
+//! `libImaging/Resample.c`). The same coefficients (computed in f64 in Pillow's order, then
+//! rounded to 22-bit fixed point), the same two passes (horizontal into u8 rows, then
+//! vertical), the same rounding (`(sum + 2^21) >> 22`, clamped to 0..=255).
+//!
+//! Both passes run as one vectorisable kernel, [`taps`]: `out[i] = Σ_t src[t·stride + i] ·
+//! k[t]` over contiguous bytes (i32 products, exact). The vertical pass is that directly; the
+//! horizontal pass runs it on the crop transposed to columns of 4-byte pixels (R, G, B, pad),
+//! and its output is transposed back to RGB rows for the vertical pass.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::simd;
+
+/// Pillow's `PRECISION_BITS` for 8-bit images.
+const PRECISION_BITS: u32 = 22;
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// One axis's filter: for each output index, the first input index and its taps.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Axis {
+    /// (first input index, number of taps) per output index.
+    bounds: Vec<(usize, usize)>,
+    /// `bounds.len()` rows of `ksize` fixed-point coefficients.
+    k: Vec<i32>,
+    ksize: usize,
+}
+
+impl Axis {
+    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear filter, an
+    /// `in_size` axis (box 0..in_size) to `out_size`.
+    pub(crate) fn bilinear(in_size: usize, out_size: usize) -> Axis {
+        assert!(in_size > 0 && out_size > 0, "resize {in_size} -> {out_size}");
+        // Pillow: `(double)(in1 - in0) / outSize` with float in0 = 0, in1 = in_size.
+        let scale = f64::from(in_size as f32) / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = filterscale; // the bilinear filter's support is 1
+        let ksize = support.ceil() as usize * 2 + 1;
+        let ss = 1.0 / filterscale;
+        let mut k = vec![0i32; out_size * ksize];
+        let mut bounds = Vec::with_capacity(out_size);
+        let mut w = vec![0f64; ksize];
+        for (xx, kk) in k.chunks_exact_mut(ksize).enumerate() {
+            let center = (xx as f64 + 0.5) * scale;
+            // C's (int) truncates toward zero, as `as` does in range.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let n = xmax - xmin;
+            let mut ww = 0.0;
+            for (x, wx) in w[..n].iter_mut().enumerate() {
+                let t = (((x + xmin) as f64 - center + 0.5) * ss).abs();
+                *wx = if t < 1.0 { 1.0 - t } else { 0.0 };
+                ww += *wx;
+            }
+            for (kx, &wx) in kk.iter_mut().zip(&w[..n]) {
+                let v = if ww != 0.0 { wx / ww } else { wx };
+                let scaled = v * f64::from(1u32 << PRECISION_BITS);
+                *kx = if v < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
+            }
+            bounds.push((xmin, n));
+        }
+        Axis { bounds, k, ksize }
+    }
+
+    fn taps(&self, i: usize) -> (usize, &[i32]) {
+        let (first, n) = self.bounds[i];
+        (first, &self.k[i * self.ksize..][..n])
+    }
+
+    /// The input range the output uses: (first index, count).
+    fn span(&self) -> (usize, usize) {
+        let first = self.bounds[0].0;
+        let &(last_first, last_n) = self.bounds.last().expect("out_size > 0");
+        (first, last_first + last_n - first)
+    }
+}
+
+#[inline(always)]
+fn clip(sum: i32) -> u8 {
+    (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// `out[i] = clip(2^21 + Σ_t src[t·stride + i] · k[t])`.
+#[inline(always)]
+fn taps_generic(src: &[u8], stride: usize, k: &[i32], out: &mut [u8]) {
+    const C: usize = 32;
+    let len = out.len();
+    assert!(!k.is_empty() && src.len() >= (k.len() - 1) * stride + len);
+    let mut x = 0;
+    while x + C <= len {
+        let mut acc = [HALF; C];
+        for (t, &kt) in k.iter().enumerate() {
+            let row: &[u8; C] = src[t * stride + x..][..C].try_into().unwrap();
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i32::from(p) * kt;
+            }
+        }
+        let o: &mut [u8; C] = (&mut out[x..x + C]).try_into().unwrap();
+        for (o, &a) in o.iter_mut().zip(&acc) {
+            *o = clip(a);
+        }
+        x += C;
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(x) {
+        let sum =
+            k.iter().enumerate().fold(HALF, |s, (t, &kt)| s + i32::from(src[t * stride + i]) * kt);
+        *o = clip(sum);
+    }
+}
+simd::multiversion!(fn taps(src: &[u8], stride: usize, k: &[i32], out: &mut [u8]) = taps_generic;);
+
+/// RGB rows (`stride` bytes apart, `w`×`h` pixels) to columns of 4-byte pixels:
+/// `dst[(x·h + y)·4 ..][..3] = src[y·stride + x·3 ..][..3]` (the fourth byte is junk).
+fn rgb_rows_to_columns(src: &[u8], stride: usize, w: usize, h: usize, dst: &mut [u8]) {
+    const BLOCK: usize = 8;
+    for y0 in (0..h).step_by(BLOCK) {
+        let y1 = (y0 + BLOCK).min(h);
+        // A 4-byte read of a block's last pixel may run past `src`: those blocks copy 3 bytes.
+        let wide = (y1 - 1) * stride + w * 3 < src.len();
+        for x in 0..w {
+            let col = &mut dst[x * h * 4..][..h * 4];
+            for y in y0..y1 {
+                let o = y * stride + x * 3;
+                let px = if wide {
+                    <[u8; 4]>::try_from(&src[o..o + 4]).unwrap()
+                } else {
+                    [src[o], src[o + 1], src[o + 2], 0]
+                };
+                col[y * 4..y * 4 + 4].copy_from_slice(&px);
+            }
+        }
+    }
+}
+
+/// Columns of 4-byte pixels (`w` columns of `h`) back to RGB rows `dst_stride` bytes apart
+/// (`dst_stride ≥ 3w + 1`: each pixel is written as 4 bytes, the next one overwrites the fourth).
+fn columns_to_rgb_rows(src: &[u8], w: usize, h: usize, dst: &mut [u8], dst_stride: usize) {
+    const BLOCK: usize = 8;
+    debug_assert!(dst_stride > w * 3);
+    for x0 in (0..w).step_by(BLOCK) {
+        let x1 = (x0 + BLOCK).min(w);
+        for y in 0..h {
+            let row = &mut dst[y * dst_stride..][..dst_stride];
+            for x in x0..x1 {
+                let o = (x * h + y) * 4;
+                row[x * 3..x * 3 + 4].copy_from_slice(&src[o..o + 4]);
+            }
+        }
+    }
+}
+
+/// A worker's bilinear resampler: scratch buffers and the coefficients of the sizes seen so far
+/// (a crop's side → a view's side; a few hundred distinct pairs in practice).
+#[derive(Default)]
+pub(crate) struct Bilinear {
+    axes: HashMap<(usize, usize), Arc<Axis>>,
+    columns: Vec<u8>,
+    filtered: Vec<u8>,
+    rows: Vec<u8>,
+}
+
+/// Past this many cached axes the cache starts again (bounds memory for odd size mixes).
+const MAX_AXES: usize = 4096;
+
+impl Bilinear {
+    fn axis(&mut self, in_size: usize, out_size: usize) -> Arc<Axis> {
+        if self.axes.len() >= MAX_AXES {
+            self.axes.clear();
+        }
+        self.axes
+            .entry((in_size, out_size))
+            .or_insert_with(|| Arc::new(Axis::bilinear(in_size, out_size)))
+            .clone()
+    }
+
+    /// Resizes the `w`×`h` RGB image whose rows start `stride` bytes apart in `src` to the
+    /// `out_w`×`out_h` RGB image `out` (rows packed), as PIL's `resize(BILINEAR)`.
+    pub(crate) fn resize(
+        &mut self,
+        src: &[u8],
+        stride: usize,
+        (w, h): (usize, usize),
+        (out_w, out_h): (usize, usize),
+        out: &mut [u8],
+    ) {
+        assert!(w > 0 && h > 0 && out_w > 0 && out_h > 0);
+        assert!(stride >= w * 3 && src.len() >= (h - 1) * stride + w * 3);
+        assert_eq!(out.len(), out_w * out_h * 3);
+        let vertical = self.axis(h, out_h);
+        let (first, rows) = vertical.span();
+        let out_stride = out_w * 3;
+        if (w, h) == (out_w, out_h) {
+            // Pillow copies.
+            for (y, o) in out.chunks_exact_mut(out_stride).enumerate() {
+                o.copy_from_slice(&src[y * stride..][..out_stride]);
+            }
+            return;
+        }
+        // The horizontal pass (Pillow skips it when the width does not change: the identity
+        // taps would copy), into `rows`: the vertical pass's input rows first..first + rows.
+        let (rows_src, rows_stride) = if w == out_w {
+            (&src[first * stride..], stride)
+        } else {
+            let horizontal = self.axis(w, out_w);
+            let col = rows * 4;
+            self.columns.resize(w * col, 0);
+            rgb_rows_to_columns(&src[first * stride..], stride, w, rows, &mut self.columns);
+            self.filtered.resize(out_w * col, 0);
+            for (xx, dst) in self.filtered.chunks_exact_mut(col).enumerate() {
+                let (x0, k) = horizontal.taps(xx);
+                taps(&self.columns[x0 * col..], col, k, dst);
+            }
+            let row_stride = out_stride + 1;
+            self.rows.resize(rows * row_stride, 0);
+            columns_to_rgb_rows(&self.filtered, out_w, rows, &mut self.rows, row_stride);
+            (&self.rows[..], row_stride)
+        };
+        if h == out_h {
+            for (y, o) in out.chunks_exact_mut(out_stride).enumerate() {
+                o.copy_from_slice(&rows_src[y * rows_stride..][..out_stride]);
+            }
+            return;
+        }
+        for (yy, o) in out.chunks_exact_mut(out_stride).enumerate() {
+            let (y0, k) = vertical.taps(yy);
+            taps(&rows_src[(y0 - first) * rows_stride..], rows_stride, k, o);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
