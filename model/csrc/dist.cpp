@@ -99,14 +99,6 @@ struct AllGather : public torch::autograd::Function<AllGather> {
 
 extern "C" {
 
-// Whether this build has the NCCL backend.
-int tv_dist_nccl_built() {
-#ifdef TWOVIEW_NCCL
-  return 1;
-#else
-  return 0;
-#endif
-}
 
 // Joins the group of `world` processes as `rank`: rendezvous on host:port (rank 0 serves the
 // store unless `client_only`, torchrun's agent store), then a Gloo group bound to `bind` (this

@@ -25,7 +25,6 @@ unsafe extern "C" {
         cuda_device: c_int,
         out: *mut *mut c_void,
     ) -> *mut c_char;
-    fn tv_dist_nccl_built() -> c_int;
     fn tv_dist_allreduce_(
         g: *mut c_void,
         ts: *const *mut C_tensor,
@@ -54,8 +53,8 @@ pub const NCCL_BUILD: &str = env!("TWOVIEW_NCCL_BUILD");
 
 /// Whether CUDA tensors can cross processes: the NCCL backend is compiled in.
 pub fn nccl_built() -> bool {
-    // SAFETY: no arguments, no state.
-    unsafe { tv_dist_nccl_built() != 0 }
+    // build_model.rs sets this cfg exactly when it compiles dist_nccl.cpp (with -DTWOVIEW_NCCL).
+    cfg!(twoview_nccl)
 }
 
 fn check(op: &'static str, e: *mut c_char) -> Result<(), Error> {
