@@ -99,7 +99,6 @@ struct AllGather : public torch::autograd::Function<AllGather> {
 
 extern "C" {
 
-
 // Joins the group of `world` processes as `rank`: rendezvous on host:port (rank 0 serves the
 // store unless `client_only`, torchrun's agent store), then a Gloo group bound to `bind` (this
 // machine's address that peers can reach) and, with `cuda_device` >= 0, an NCCL group on that

@@ -209,6 +209,23 @@ mod tests {
     }
 
     #[test]
+    fn a_crop_outside_the_image_is_an_error_naming_it() {
+        let img = RgbImage::new(10, 8);
+        let mut out = RgbImage::new(4, 4);
+        for crop in [
+            CropBox { top: 0, left: 5, height: 8, width: 6 },
+            CropBox { top: 7, left: 0, height: 2, width: 10 },
+            CropBox { top: 0, left: 0, height: 0, width: 3 },
+            CropBox { top: u32::MAX, left: 0, height: 2, width: 2 },
+        ] {
+            let err = Resizer::new().crop_resize(img.view(), crop, &mut out.view_mut());
+            let msg = err.expect_err("outside").to_string();
+            let want = format!("{}x{} at ({}, {})", crop.width, crop.height, crop.left, crop.top);
+            assert!(msg.contains(&want) && msg.contains("10"), "{msg}");
+        }
+    }
+
+    #[test]
     fn resize_keeps_a_flat_colour_flat() {
         let img = RgbImage::try_from_vec([10u8, 200, 30].repeat(500 * 375), 500, 375).unwrap();
         let out = Resizer::new()

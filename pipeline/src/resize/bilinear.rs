@@ -191,13 +191,6 @@ impl Bilinear {
         let vertical = self.axis(h, out_h);
         let (first, rows) = vertical.span();
         let out_stride = out_w * 3;
-        if (w, h) == (out_w, out_h) {
-            // Pillow copies.
-            for (y, o) in out.chunks_exact_mut(out_stride).enumerate() {
-                o.copy_from_slice(&src[y * stride..][..out_stride]);
-            }
-            return;
-        }
         // The horizontal pass (Pillow skips it when the width does not change: the identity
         // taps would copy), into `rows`: the vertical pass's input rows first..first + rows.
         let (rows_src, rows_stride) = if w == out_w {
@@ -217,6 +210,8 @@ impl Bilinear {
             columns_to_rgb_rows(&self.filtered, out_w, rows, &mut self.rows, row_stride);
             (&self.rows[..], row_stride)
         };
+        // Pillow skips the vertical pass too when the height does not change (the same size
+        // is a copy).
         if h == out_h {
             for (y, o) in out.chunks_exact_mut(out_stride).enumerate() {
                 o.copy_from_slice(&rows_src[y * rows_stride..][..out_stride]);
