@@ -7,12 +7,13 @@
 //! Both passes run as one vectorisable kernel, [`taps`]: `out[i] = Σ_t src[t·stride + i] ·
 //! k[t]` over contiguous bytes (i32 products, exact). The vertical pass is that directly; the
 //! horizontal pass runs it on the crop transposed to columns of 4-byte pixels (R, G, B, pad),
-//! and its output is transposed back to RGB rows for the vertical pass.
+//! and its output is transposed back to RGB rows for the vertical pass ([`transpose`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::simd;
+use transpose::{columns_to_rgb_rows, rgb_rows_to_columns};
 
 /// Pillow's `PRECISION_BITS` for 8-bit images.
 const PRECISION_BITS: u32 = 22;
@@ -111,46 +112,6 @@ fn taps_generic(src: &[u8], stride: usize, k: &[i32], out: &mut [u8]) {
 }
 simd::multiversion!(fn taps(src: &[u8], stride: usize, k: &[i32], out: &mut [u8]) = taps_generic;);
 
-/// RGB rows (`stride` bytes apart, `w`×`h` pixels) to columns of 4-byte pixels:
-/// `dst[(x·h + y)·4 ..][..3] = src[y·stride + x·3 ..][..3]` (the fourth byte is junk).
-fn rgb_rows_to_columns(src: &[u8], stride: usize, w: usize, h: usize, dst: &mut [u8]) {
-    const BLOCK: usize = 8;
-    for y0 in (0..h).step_by(BLOCK) {
-        let y1 = (y0 + BLOCK).min(h);
-        // A 4-byte read of a block's last pixel may run past `src`: those blocks copy 3 bytes.
-        let wide = (y1 - 1) * stride + w * 3 < src.len();
-        for x in 0..w {
-            let col = &mut dst[x * h * 4..][..h * 4];
-            for y in y0..y1 {
-                let o = y * stride + x * 3;
-                let px = if wide {
-                    <[u8; 4]>::try_from(&src[o..o + 4]).unwrap()
-                } else {
-                    [src[o], src[o + 1], src[o + 2], 0]
-                };
-                col[y * 4..y * 4 + 4].copy_from_slice(&px);
-            }
-        }
-    }
-}
-
-/// Columns of 4-byte pixels (`w` columns of `h`) back to RGB rows `dst_stride` bytes apart
-/// (`dst_stride ≥ 3w + 1`: each pixel is written as 4 bytes, the next one overwrites the fourth).
-fn columns_to_rgb_rows(src: &[u8], w: usize, h: usize, dst: &mut [u8], dst_stride: usize) {
-    const BLOCK: usize = 8;
-    debug_assert!(dst_stride > w * 3);
-    for x0 in (0..w).step_by(BLOCK) {
-        let x1 = (x0 + BLOCK).min(w);
-        for y in 0..h {
-            let row = &mut dst[y * dst_stride..][..dst_stride];
-            for x in x0..x1 {
-                let o = (x * h + y) * 4;
-                row[x * 3..x * 3 + 4].copy_from_slice(&src[o..o + 4]);
-            }
-        }
-    }
-}
-
 /// A worker's bilinear resampler: scratch buffers and the coefficients of the sizes seen so far
 /// (a crop's side → a view's side; a few hundred distinct pairs in practice).
 #[derive(Default)]
@@ -205,7 +166,8 @@ impl Bilinear {
                 let (x0, k) = horizontal.taps(xx);
                 taps(&self.columns[x0 * col..], col, k, dst);
             }
-            let row_stride = out_stride + 1;
+            // The transpose back may write 4 bytes past a row's pixels.
+            let row_stride = out_stride + 4;
             self.rows.resize(rows * row_stride, 0);
             columns_to_rgb_rows(&self.filtered, out_w, rows, &mut self.rows, row_stride);
             (&self.rows[..], row_stride)
@@ -227,3 +189,4 @@ impl Bilinear {
 
 #[cfg(test)]
 mod tests;
+mod transpose;
