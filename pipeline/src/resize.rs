@@ -135,6 +135,19 @@ impl Resizer {
         crop: CropBox,
         dst: &mut RgbMut<'_>,
     ) -> Result<(), Error> {
+        self.crop_resize_mirrored(src, crop, dst, false)
+    }
+
+    /// [`Resizer::crop_resize`], then mirrored left-right when `mirror` (torchvision `hflip`
+    /// after the resize) — in the same pass: the horizontal filter writes its output columns
+    /// in reverse order, so the flip costs nothing.
+    pub fn crop_resize_mirrored(
+        &mut self,
+        src: RgbRef<'_>,
+        crop: CropBox,
+        dst: &mut RgbMut<'_>,
+        mirror: bool,
+    ) -> Result<(), Error> {
         let (w, h) = (src.width(), src.height());
         let inside = crop.width > 0
             && crop.height > 0
@@ -156,7 +169,14 @@ impl Resizer {
         let offset = crop.top as usize * stride + crop.left as usize * 3;
         let out_size = (dst.width() as usize, dst.height() as usize);
         let crop_size = (crop.width as usize, crop.height as usize);
-        self.bilinear.resize(&src.data()[offset..], stride, crop_size, out_size, dst.data());
+        self.bilinear.resize(
+            &src.data()[offset..],
+            stride,
+            crop_size,
+            out_size,
+            dst.data(),
+            mirror,
+        );
         Ok(())
     }
 

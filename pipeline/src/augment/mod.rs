@@ -82,6 +82,17 @@ pub struct Augmenter {
     scratch: BlurScratch,
 }
 
+/// Draws one step's parameters from the view's stream (the step's coin came up heads).
+fn draw(op: &Op, rng: &mut Rng) -> Drawn {
+    match op {
+        Op::ColorJitter(j) => Drawn::ColorJitter(j.sample(rng)),
+        Op::Grayscale => Drawn::Grayscale,
+        Op::GaussianBlur(b) => Drawn::GaussianBlur { sigma: b.sample(rng) },
+        Op::Solarize { threshold } => Drawn::Solarize { threshold: *threshold },
+        Op::HorizontalFlip => Drawn::HorizontalFlip,
+    }
+}
+
 impl Augmenter {
     /// A fresh worker state.
     pub fn new() -> Self {
@@ -117,52 +128,34 @@ impl Augmenter {
             });
         }
         let crop = recipe.crop.sample(src.width(), src.height(), rng);
-        self.resizer.crop_resize(src, crop, out)?;
+        // Every step's coin and parameters first, in the recipe's order (the draws do not depend
+        // on the pixels): the flips are then known before the resize, which mirrors its output
+        // columns for free, and the photometric steps run after it in order.
         let mut steps = [None; MAX_STEPS];
         for (slot, step) in steps.iter_mut().zip(&recipe.steps) {
-            *slot = Some(if rng.bernoulli(step.p) {
-                self.apply(&step.op, rng, out, photometric == Photometric::Here)
-            } else {
-                Drawn::Skipped
-            });
+            *slot = Some(if rng.bernoulli(step.p) { draw(&step.op, rng) } else { Drawn::Skipped });
+        }
+        let flips = steps.iter().filter(|s| **s == Some(Drawn::HorizontalFlip)).count();
+        self.resizer.crop_resize_mirrored(src, crop, out, flips % 2 == 1)?;
+        if photometric == Photometric::Here {
+            for (drawn, step) in steps.iter().flatten().zip(&recipe.steps) {
+                self.apply(drawn, &step.op, out);
+            }
         }
         Ok(ViewLog { crop, steps })
     }
 
-    /// Draws the step's parameters and applies it; a photometric step only when `photometric`
-    /// (the flip always: it commutes with every photometric op, so it can run first).
-    fn apply(&mut self, op: &Op, rng: &mut Rng, img: &mut RgbMut<'_>, photometric: bool) -> Drawn {
-        match op {
-            Op::ColorJitter(j) => {
-                let params = j.sample(rng);
-                if photometric {
-                    params.apply(img);
-                }
-                Drawn::ColorJitter(params)
+    /// Applies a photometric step with its drawn parameters (a flip or a skipped step: nothing,
+    /// the flips were folded into the resize).
+    fn apply(&mut self, drawn: &Drawn, op: &Op, img: &mut RgbMut<'_>) {
+        match (drawn, op) {
+            (Drawn::ColorJitter(params), _) => params.apply(img),
+            (Drawn::Grayscale, _) => grayscale(img),
+            (Drawn::GaussianBlur { sigma }, Op::GaussianBlur(b)) => {
+                b.apply(img, *sigma, &mut self.scratch)
             }
-            Op::Grayscale => {
-                if photometric {
-                    grayscale(img);
-                }
-                Drawn::Grayscale
-            }
-            Op::GaussianBlur(b) => {
-                let sigma = b.sample(rng);
-                if photometric {
-                    b.apply(img, sigma, &mut self.scratch);
-                }
-                Drawn::GaussianBlur { sigma }
-            }
-            Op::Solarize { threshold } => {
-                if photometric {
-                    solarize(img, *threshold);
-                }
-                Drawn::Solarize { threshold: *threshold }
-            }
-            Op::HorizontalFlip => {
-                hflip(img);
-                Drawn::HorizontalFlip
-            }
+            (Drawn::Solarize { threshold }, _) => solarize(img, *threshold),
+            _ => {}
         }
     }
 

@@ -137,7 +137,8 @@ impl Bilinear {
     }
 
     /// Resizes the `w`×`h` RGB image whose rows start `stride` bytes apart in `src` to the
-    /// `out_w`×`out_h` RGB image `out` (rows packed), as PIL's `resize(BILINEAR)`.
+    /// `out_w`×`out_h` RGB image `out` (rows packed), as PIL's `resize(BILINEAR)`; mirrored
+    /// left-right after it when `mirror` (the horizontal pass writes its columns in reverse).
     pub(crate) fn resize(
         &mut self,
         src: &[u8],
@@ -145,6 +146,7 @@ impl Bilinear {
         (w, h): (usize, usize),
         (out_w, out_h): (usize, usize),
         out: &mut [u8],
+        mirror: bool,
     ) {
         assert!(w > 0 && h > 0 && out_w > 0 && out_h > 0);
         assert!(stride >= w * 3 && src.len() >= (h - 1) * stride + w * 3);
@@ -153,8 +155,9 @@ impl Bilinear {
         let (first, rows) = vertical.span();
         let out_stride = out_w * 3;
         // The horizontal pass (Pillow skips it when the width does not change: the identity
-        // taps would copy), into `rows`: the vertical pass's input rows first..first + rows.
-        let (rows_src, rows_stride) = if w == out_w {
+        // taps would copy — they still run to mirror), into `rows`: the vertical pass's input
+        // rows first..first + rows.
+        let (rows_src, rows_stride) = if w == out_w && !mirror {
             (&src[first * stride..], stride)
         } else {
             let horizontal = self.axis(w, out_w);
@@ -163,7 +166,7 @@ impl Bilinear {
             rgb_rows_to_columns(&src[first * stride..], stride, w, rows, &mut self.columns);
             self.filtered.resize(out_w * col, 0);
             for (xx, dst) in self.filtered.chunks_exact_mut(col).enumerate() {
-                let (x0, k) = horizontal.taps(xx);
+                let (x0, k) = horizontal.taps(if mirror { out_w - 1 - xx } else { xx });
                 taps(&self.columns[x0 * col..], col, k, dst);
             }
             // The transpose back may write 4 bytes past a row's pixels.

@@ -38,6 +38,17 @@ fn pillow_loops(
     out
 }
 
+/// The image of `w`-pixel RGB rows mirrored left-right, pixel by pixel.
+fn mirror(img: &[u8], w: usize) -> Vec<u8> {
+    let mut out = img.to_vec();
+    for (o, i) in out.chunks_exact_mut(w * 3).zip(img.chunks_exact(w * 3)) {
+        for x in 0..w {
+            o[x * 3..x * 3 + 3].copy_from_slice(&i[(w - 1 - x) * 3..][..3]);
+        }
+    }
+    out
+}
+
 fn noise(len: usize, rng: &mut Rng) -> Vec<u8> {
     (0..len).map(|_| rng.below(256) as u8).collect()
 }
@@ -82,10 +93,14 @@ fn matches_pillows_loops_at_every_simd_level() {
         let stride = w * 3 + 6;
         let src = noise((h - 1) * stride + w * 3, &mut rng);
         let want = pillow_loops(&src, stride, (w, h), (ow, oh));
+        let mirrored = mirror(&want, ow);
         simd::for_each_level(|level| {
             let mut got = vec![0u8; ow * oh * 3];
-            Bilinear::default().resize(&src, stride, (w, h), (ow, oh), &mut got);
+            Bilinear::default().resize(&src, stride, (w, h), (ow, oh), &mut got, false);
             assert!(got == want, "{w}x{h} -> {ow}x{oh} at {level:?}");
+            // Mirrored in the horizontal pass, also where the width is unchanged (40x30).
+            Bilinear::default().resize(&src, stride, (w, h), (ow, oh), &mut got, true);
+            assert!(got == mirrored, "{w}x{h} -> {ow}x{oh} mirrored at {level:?}");
         });
     }
 }
@@ -99,7 +114,10 @@ fn a_reused_resampler_gives_the_same_bytes() {
         let (ow, oh) = (1 + rng.below(240) as usize, 1 + rng.below(240) as usize);
         let src = noise(w * h * 3, &mut rng);
         let mut got = vec![0u8; ow * oh * 3];
-        resampler.resize(&src, w * 3, (w, h), (ow, oh), &mut got);
-        assert!(got == pillow_loops(&src, w * 3, (w, h), (ow, oh)), "{w}x{h} -> {ow}x{oh}");
+        let flip = rng.below(2) == 1;
+        resampler.resize(&src, w * 3, (w, h), (ow, oh), &mut got, flip);
+        let want = pillow_loops(&src, w * 3, (w, h), (ow, oh));
+        let want = if flip { mirror(&want, ow) } else { want };
+        assert!(got == want, "{w}x{h} -> {ow}x{oh}, mirrored {flip}");
     }
 }
