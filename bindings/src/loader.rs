@@ -111,7 +111,8 @@ fn bad_row_policy(s: &str) -> PyResult<BadRowPolicy> {
 impl NativeLoader {
     #[new]
     #[pyo3(signature = (shards, split, recipe, batch_size, height, width, seed, rank, world_size,
-        threads, prefetch, drop_last, epoch, batch, end_epoch, on_bad_row, alloc))]
+        threads, prefetch, drop_last, epoch, batch, end_epoch, on_bad_row, alloc,
+        dct_scaled_decode=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -132,6 +133,7 @@ impl NativeLoader {
         end_epoch: Option<u64>,
         on_bad_row: &str,
         alloc: Option<Py<PyAny>>,
+        dct_scaled_decode: bool,
     ) -> PyResult<Self> {
         let set = ShardSet::open(&shards, split).map_err(|e| to_py(e.into()))?;
         let mut cfg = LoaderConfig::new(batch_size, height);
@@ -147,6 +149,7 @@ impl NativeLoader {
         cfg.start = Cursor { epoch, batch };
         cfg.end_epoch = end_epoch;
         cfg.on_bad_row = bad_row_policy(on_bad_row)?;
+        cfg.dct_scaled_decode = dct_scaled_decode;
         cfg.name = "twoview-py".into();
         let alloc: Arc<dyn BatchAlloc> = match alloc {
             Some(make) => Arc::new(TorchAlloc { make, held: Mutex::new(HashMap::new()) }),

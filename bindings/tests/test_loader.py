@@ -163,6 +163,22 @@ def test_jpeg_shards_load_deterministically(jpeg_shards):
     assert runs[0] == runs[1]
 
 
+def test_dct_scaled_decode_keeps_the_batches_and_stays_close_to_a_full_decode(jpeg_shards):
+    # Rows at short side 80, views of 16: crops of 32+ px decode at 1/2, 64+ at 1/4.
+    runs = {}
+    for dct in (True, False):
+        with twoview.Loader(jpeg_shards, batch_size=4, size=16, dct_scaled_decode=dct) as loader:
+            it = iter(loader)
+            runs[dct] = [next(it) for _ in range(4)]
+    differ = 0
+    for a, b in zip(runs[True], runs[False]):
+        assert a.indices.tolist() == b.indices.tolist() and a.labels.tolist() == b.labels.tolist()
+        d = (a.views.int() - b.views.int()).abs().float()
+        differ += int((d > 0).sum())
+        assert d.mean() < 6.0, f"mean difference {d.mean():.2f} levels"
+    assert differ > 0, "no row was decoded DCT-scaled"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 def test_pin_memory_without_cuda_is_a_clear_error(shards):
     with pytest.raises(twoview.LoaderError, match="pin_memory=True needs CUDA"):

@@ -88,6 +88,11 @@ pub struct TrainConfig {
     /// `device` (the loader crops and flips; jitter, grayscale, blur and solarize run as tensor
     /// ops on the training device, byte-identical). May change on resume.
     pub augment_on: String,
+    /// JPEG shard rows decode at 1/2, 1/4 or 1/8 scale (libjpeg-turbo's DCT scaling) when both
+    /// of a sample's crops still span the view size at that scale: faster on rows stored large,
+    /// never used at the default short side 256 with 224² views; `false` always decodes at
+    /// full size (the reference's bytes). May change on resume.
+    pub dct_scaled_decode: bool,
 }
 
 /// moco-v3 `main_moco.py`'s argument names accepted for ours, so a reference command line
@@ -166,6 +171,7 @@ impl Default for TrainConfig {
             debug_nan_at_step: 0,
             on_bad_row: "fail".to_owned(),
             augment_on: "cpu".to_owned(),
+            dct_scaled_decode: true,
         }
     }
 }
@@ -187,9 +193,10 @@ pub struct Plan {
 impl TrainConfig {
     /// Keys that may change on `--resume`; the others define the method and are fixed by the
     /// run's first start.
-    pub const RUN_KEYS: [&str; 14] = [
+    pub const RUN_KEYS: [&str; 15] = [
         "max_steps",
         "augment_on",
+        "dct_scaled_decode",
         "on_bad_row",
         "threads",
         "prefetch",

@@ -180,6 +180,48 @@ impl Resizer {
         Ok(())
     }
 
+    /// [`Resizer::crop_resize_mirrored`] of a float box `[x0, y0, x1, y1]` (in pixels, inside
+    /// the image) rather than whole pixels: Pillow's `resize(size, BILINEAR, box)`. What a crop
+    /// drawn on the full-size image becomes on a DCT-scaled decode of it.
+    pub fn box_resize_mirrored(
+        &mut self,
+        src: RgbRef<'_>,
+        bx: [f32; 4],
+        dst: &mut RgbMut<'_>,
+        mirror: bool,
+    ) -> Result<(), Error> {
+        let (w, h) = (src.width(), src.height());
+        let [x0, y0, x1, y1] = bx;
+        let inside = bx.iter().all(|v| v.is_finite())
+            && 0.0 <= x0
+            && x0 < x1
+            && x1 <= w as f32
+            && 0.0 <= y0
+            && y0 < y1
+            && y1 <= h as f32;
+        if !inside {
+            return Err(Error::Resize {
+                src_w: w,
+                src_h: h,
+                dst_w: dst.width(),
+                dst_h: dst.height(),
+                reason: format!("the box {bx:?} is not inside the image"),
+            });
+        }
+        let out_size = (dst.width() as usize, dst.height() as usize);
+        let size = (w as usize, h as usize);
+        self.bilinear.resize_box(
+            src.data(),
+            w as usize * 3,
+            size,
+            bx,
+            out_size,
+            dst.data(),
+            mirror,
+        );
+        Ok(())
+    }
+
     /// Resizes `src` to `w`×`h` with `filter`.
     pub fn resize(
         &mut self,

@@ -126,6 +126,10 @@ pub struct LoaderArgs {
     /// A preset or a TOML recipe file (e.g. a subset that another loader can also run).
     #[arg(long, default_value = "mocov3_vit")]
     recipe: String,
+    /// JPEG rows: decode DCT-scaled where both crops allow it (`dct_scaled_decode`), or
+    /// always at full size.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    dct_scaled_decode: bool,
 }
 
 #[derive(clap::Args)]
@@ -597,6 +601,7 @@ fn time_loader(
         threads: args.threads,
         prefetch: 4,
         photometric,
+        dct_scaled_decode: args.dct_scaled_decode,
         ..LoaderConfig::new(args.batch, args.size)
     };
     let mut loader = if args.views {
@@ -661,8 +666,13 @@ fn loader_bench(args: &LoaderArgs) -> anyhow::Result<()> {
         if deferred(args) { ", photometric steps deferred to the device" } else { "" }
     );
     println!(
-        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"recipe\": {:?}, \"augment_on\": \"{}\", \"threads\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
-        args.label, args.recipe, args.augment_on, args.threads, args.step_fraction
+        "JSON {{\"impl\": \"twoview\", \"label\": \"{}\", \"recipe\": {:?}, \"augment_on\": \"{}\", \"threads\": {}, \"dct_scaled_decode\": {}, \"pairs_per_s\": {pairs_per_s:.1}, \"step_fraction\": {}, \"wait_fraction\": {wait_frac:.4}, \"peak_rss_mb\": {rss:.0}, \"anon_rss_mb\": {anon:.0}}}",
+        args.label,
+        args.recipe,
+        args.augment_on,
+        args.threads,
+        args.dct_scaled_decode,
+        args.step_fraction
     );
     Ok(())
 }

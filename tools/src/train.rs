@@ -245,6 +245,7 @@ fn open_loader(
         lc.threads = c.threads;
     }
     lc.prefetch = c.prefetch.max(1);
+    lc.dct_scaled_decode = c.dct_scaled_decode;
     if c.on_bad_row == "replace" {
         lc.on_bad_row = BadRowPolicy::Replace;
     }

@@ -81,7 +81,10 @@ class Loader:
     next step and the loader has one fewer to fill; keep them all and ``next`` raises
     ``LoaderError`` rather than wait forever. ``.clone()`` what you keep.
     ``pin_memory=True`` makes the buffers pinned memory from torch's caching host allocator so
-    ``.cuda(non_blocking=True)`` overlaps with compute.
+    ``.cuda(non_blocking=True)`` overlaps with compute. ``dct_scaled_decode`` (JPEG shards)
+    decodes a row at 1/2, 1/4 or 1/8 scale when both of its crops still span ``size`` there
+    (faster on shards stored large; never at short side 256 with 224 views); ``False`` always
+    decodes at full size, the reference's bytes.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Loader:
         drop_last: bool = True,
         on_bad_row: str = "fail",
         pin_memory: bool = False,
+        dct_scaled_decode: bool = True,
         _alloc: Optional[Callable[[int], Any]] = None,
     ):
         torch = _torch()
@@ -116,6 +120,7 @@ class Loader:
         self.prefetch = int(prefetch)
         self.drop_last = bool(drop_last)
         self.on_bad_row = on_bad_row
+        self.dct_scaled_decode = bool(dct_scaled_decode)
         self.pin_memory = bool(pin_memory)
         self._alloc = _alloc
         if pin_memory and _alloc is None:
@@ -133,7 +138,7 @@ class Loader:
         self._native = NativeLoader(
             self.shards, self.split, self.recipe, self.batch_size, self.height, self.width,
             self.seed, self.rank, self.world_size, self.threads, self.prefetch, self.drop_last,
-            cursor[0], cursor[1], None, self.on_bad_row, self._alloc,
+            cursor[0], cursor[1], None, self.on_bad_row, self._alloc, self.dct_scaled_decode,
         )
         self._finalizer = weakref.finalize(self, self._native.close)
 

@@ -65,6 +65,79 @@ pub enum Photometric {
     Deferred,
 }
 
+/// What a sample's views are cut from: a decoded image, and the size its crops are drawn at —
+/// the image's own, or for a DCT-scaled decode the full size, whose crops are then mapped onto
+/// the smaller decode (same draws, same geometry, resampled from fewer pixels).
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    /// The pixels.
+    pub image: RgbRef<'a>,
+    /// The size at full scale: the crops' coordinates.
+    pub full_size: (u32, u32),
+    /// The decode's scale in eighths: 8 when `image` is the full-size image, else 1, 2 or 4.
+    pub scale_eighths: u8,
+}
+
+impl<'a> Source<'a> {
+    /// An image at full scale.
+    pub fn full(image: RgbRef<'a>) -> Self {
+        Source { image, full_size: (image.width(), image.height()), scale_eighths: 8 }
+    }
+
+    /// A decode at `scale_eighths`/8 of a `full_size` image, refused unless its size is what
+    /// that scale gives (libjpeg's `ceil(side * n / 8)`).
+    pub fn scaled(
+        image: RgbRef<'a>,
+        full_size: (u32, u32),
+        scale_eighths: u8,
+    ) -> Result<Self, Error> {
+        let scaled = |d: u32| (u64::from(d) * u64::from(scale_eighths)).div_ceil(8);
+        let size = (u64::from(image.width()), u64::from(image.height()));
+        if !matches!(scale_eighths, 1 | 2 | 4 | 8)
+            || size != (scaled(full_size.0), scaled(full_size.1))
+        {
+            return Err(Error::Resize {
+                src_w: image.width(),
+                src_h: image.height(),
+                dst_w: full_size.0,
+                dst_h: full_size.1,
+                reason: format!(
+                    "not a decode at {scale_eighths}/8 of a {}x{} image",
+                    full_size.0, full_size.1
+                ),
+            });
+        }
+        Ok(Source { image, full_size, scale_eighths })
+    }
+}
+
+/// The crops [`Augmenter::two_views`] draws for `key` on a `full_size` source (the first draw
+/// of each view's stream), known before the image is decoded — to pick its DCT scale.
+pub fn crops(
+    recipe: &Recipe,
+    (width, height): (u32, u32),
+    (seed, epoch, sample): (u64, u64, u64),
+) -> [CropBox; 2] {
+    let crop = |view: &ViewRecipe, v| {
+        let mut rng = Rng::for_stream(StreamKey { seed, epoch, sample, view: v });
+        view.crop.sample(width, height, &mut rng)
+    };
+    [crop(&recipe.view1, 0), crop(&recipe.view2, 1)]
+}
+
+/// The smallest DCT scale (in eighths: 1, 2, 4, else 8) at which every crop still spans at
+/// least `out` pixels on each side, so that its resize to `out` still only shrinks — the
+/// scale at which a decode loses nothing the views keep (libjpeg-turbo's power-of-two IDCTs).
+pub fn dct_scale_for(crops: &[CropBox], (out_w, out_h): (u32, u32)) -> u8 {
+    let fits = |n: u64| {
+        crops.iter().all(|c| {
+            u64::from(c.width) * n >= 8 * u64::from(out_w)
+                && u64::from(c.height) * n >= 8 * u64::from(out_h)
+        })
+    };
+    [1u8, 2, 4].into_iter().find(|&n| fits(u64::from(n))).unwrap_or(8)
+}
+
 /// Everything a view drew: its crop box and one entry per recipe step (the rest `None`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ViewLog {
@@ -120,6 +193,19 @@ impl Augmenter {
         out: &mut RgbMut<'_>,
         photometric: Photometric,
     ) -> Result<ViewLog, Error> {
+        self.view_from(recipe, Source::full(src), rng, out, photometric)
+    }
+
+    /// [`Augmenter::view_with`] from a [`Source`]: the crop is drawn at its full size and, on
+    /// a scaled decode, resized from the same box mapped onto it.
+    pub fn view_from(
+        &mut self,
+        recipe: &ViewRecipe,
+        source: Source<'_>,
+        rng: &mut Rng,
+        out: &mut RgbMut<'_>,
+        photometric: Photometric,
+    ) -> Result<ViewLog, Error> {
         if recipe.steps.len() > MAX_STEPS {
             // A recipe made in code skips `Recipe::validate`; never drop its extra steps silently.
             return Err(Error::InvalidRecipe {
@@ -127,7 +213,7 @@ impl Augmenter {
                 reason: format!("{} steps, at most {MAX_STEPS}", recipe.steps.len()),
             });
         }
-        let crop = recipe.crop.sample(src.width(), src.height(), rng);
+        let crop = recipe.crop.sample(source.full_size.0, source.full_size.1, rng);
         // Every step's coin and parameters first, in the recipe's order (the draws do not depend
         // on the pixels): the flips are then known before the resize, which mirrors its output
         // columns for free, and the photometric steps run after it in order.
@@ -136,7 +222,17 @@ impl Augmenter {
             *slot = Some(if rng.bernoulli(step.p) { draw(&step.op, rng) } else { Drawn::Skipped });
         }
         let flips = steps.iter().filter(|s| **s == Some(Drawn::HorizontalFlip)).count();
-        self.resizer.crop_resize_mirrored(src, crop, out, flips % 2 == 1)?;
+        let mirror = flips % 2 == 1;
+        if source.scale_eighths == 8 {
+            self.resizer.crop_resize_mirrored(source.image, crop, out, mirror)?;
+        } else {
+            // A scale of n/8 maps pixel edges x to x n / 8: exact in f32 (n / 8 a power of two).
+            let s = f32::from(source.scale_eighths) / 8.0;
+            let (x0, y0) = (crop.left as f32 * s, crop.top as f32 * s);
+            let (x1, y1) =
+                ((crop.left + crop.width) as f32 * s, (crop.top + crop.height) as f32 * s);
+            self.resizer.box_resize_mirrored(source.image, [x0, y0, x1, y1], out, mirror)?;
+        }
         if photometric == Photometric::Here {
             for (drawn, step) in steps.iter().flatten().zip(&recipe.steps) {
                 self.apply(drawn, &step.op, out);
@@ -179,6 +275,20 @@ impl Augmenter {
         &mut self,
         recipe: &Recipe,
         src: RgbRef<'_>,
+        key: (u64, u64, u64),
+        out1: &mut RgbMut<'_>,
+        out2: &mut RgbMut<'_>,
+        photometric: Photometric,
+    ) -> Result<[ViewLog; 2], Error> {
+        self.two_views_from(recipe, Source::full(src), key, out1, out2, photometric)
+    }
+
+    /// [`Augmenter::two_views_with`] from a [`Source`] (e.g. a DCT-scaled decode, the crops
+    /// drawn at its full size: the same draws as from the full image).
+    pub fn two_views_from(
+        &mut self,
+        recipe: &Recipe,
+        source: Source<'_>,
         (seed, epoch, sample): (u64, u64, u64),
         out1: &mut RgbMut<'_>,
         out2: &mut RgbMut<'_>,
@@ -186,9 +296,9 @@ impl Augmenter {
     ) -> Result<[ViewLog; 2], Error> {
         let key = |view| StreamKey { seed, epoch, sample, view };
         let mut rng = Rng::for_stream(key(0));
-        let log1 = self.view_with(&recipe.view1, src, &mut rng, out1, photometric)?;
+        let log1 = self.view_from(&recipe.view1, source, &mut rng, out1, photometric)?;
         let mut rng = Rng::for_stream(key(1));
-        let log2 = self.view_with(&recipe.view2, src, &mut rng, out2, photometric)?;
+        let log2 = self.view_from(&recipe.view2, source, &mut rng, out2, photometric)?;
         Ok([log1, log2])
     }
 }

@@ -276,3 +276,88 @@ fn hostile_recipes_are_refused_naming_the_field_and_ops_refuse_non_finite_factor
         assert!(r.is_err(), "factor {f}");
     }
 }
+
+#[test]
+fn crops_are_the_views_first_draws_and_pick_the_dct_scale() {
+    let recipe = Recipe::mocov3_vit();
+    let src = gradient(600, 450);
+    let mut aug = Augmenter::new();
+    let (mut a, mut b) = (RgbImage::new(224, 224), RgbImage::new(224, 224));
+    for sample in 0..20 {
+        let key = (7, 1, sample);
+        let logs =
+            aug.two_views(&recipe, src.view(), key, &mut a.view_mut(), &mut b.view_mut()).unwrap();
+        assert_eq!(crops(&recipe, (600, 450), key), [logs[0].crop, logs[1].crop], "{sample}");
+    }
+    let c = |width, height| CropBox { top: 0, left: 0, width, height };
+    assert_eq!(dct_scale_for(&[c(1792, 1800)], (224, 224)), 1);
+    assert_eq!(dct_scale_for(&[c(1791, 1800)], (224, 224)), 2);
+    assert_eq!(dct_scale_for(&[c(460, 450)], (224, 224)), 4);
+    assert_eq!(dct_scale_for(&[c(460, 447)], (224, 224)), 8);
+    assert_eq!(dct_scale_for(&[c(900, 900), c(500, 460)], (224, 224)), 4);
+    assert_eq!(dct_scale_for(&[c(900, 900), c(500, 440)], (224, 224)), 8);
+    assert_eq!(dct_scale_for(&[c(60, 50)], (24, 24)), 4);
+}
+
+#[test]
+fn a_view_of_a_scaled_source_is_the_full_view_from_fewer_pixels() {
+    // The 2x2 means of a smooth image stand in for a decode at 4/8: each view, cut from the
+    // full-size crop mapped onto it, must be close to the same view of the full image (a box
+    // left unscaled, or off by a pixel of the half image, is far from it).
+    let (w, h) = (640u32, 480u32);
+    let smooth = |x: u32, y: u32| {
+        let (x, y) = (x as f32 / w as f32, y as f32 / h as f32);
+        [(200.0 * x + 20.0) as u8, (180.0 * y + 30.0) as u8, (100.0 * (x + y) + 10.0) as u8]
+    };
+    let full = RgbImage::try_from_vec(
+        (0..h).flat_map(|y| (0..w).flat_map(move |x| smooth(x, y))).collect(),
+        w,
+        h,
+    )
+    .unwrap();
+    let fd = full.view();
+    let fd = fd.data();
+    let half: Vec<u8> = (0..h / 2)
+        .flat_map(|y| {
+            (0..w / 2).flat_map(move |x| {
+                (0..3).map(move |c| {
+                    let at = |dx: u32, dy: u32| {
+                        u32::from(fd[(((2 * y + dy) * w + 2 * x + dx) * 3 + c) as usize])
+                    };
+                    ((at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1) + 2) / 4) as u8
+                })
+            })
+        })
+        .collect();
+    let half = RgbImage::try_from_vec(half, w / 2, h / 2).unwrap();
+    assert!(Source::scaled(half.view(), (w, h), 2).is_err(), "a 1/2 decode is not a 1/4 one");
+    let source = Source::scaled(half.view(), (w, h), 4).unwrap();
+    let recipe = Recipe::mocov3_vit();
+    let mut aug = Augmenter::new();
+    let size = 64;
+    let (mut a, mut b) = (RgbImage::new(size, size), RgbImage::new(size, size));
+    let (mut c, mut d) = (RgbImage::new(size, size), RgbImage::new(size, size));
+    let deferred = Photometric::Deferred;
+    for sample in 0..10 {
+        let key = (3, 0, sample);
+        let want = aug
+            .two_views_with(
+                &recipe,
+                full.view(),
+                key,
+                &mut a.view_mut(),
+                &mut b.view_mut(),
+                deferred,
+            )
+            .unwrap();
+        let got = aug
+            .two_views_from(&recipe, source, key, &mut c.view_mut(), &mut d.view_mut(), deferred)
+            .unwrap();
+        assert_eq!(got, want, "the same draws");
+        for (x, y) in [(&a, &c), (&b, &d)] {
+            let (x, y) = (x.view(), y.view());
+            let worst = x.data().iter().zip(y.data()).map(|(p, q)| p.abs_diff(*q)).max().unwrap();
+            assert!(worst <= 2, "sample {sample}: {worst} levels apart");
+        }
+    }
+}

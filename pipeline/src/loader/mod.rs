@@ -25,7 +25,7 @@ use twoview_formats::{Encoding, ShardSet};
 pub use buffer::{ALIGN, BatchAlloc, BatchBuffer, HeapAlloc};
 pub use sampler::{Cursor, Sampler};
 
-use crate::augment::{Augmenter, Photometric, Recipe, ViewLog, device};
+use crate::augment::{self, Augmenter, Photometric, Recipe, Source, ViewLog, device};
 use crate::decode::{DecodeOptions, Decoder};
 use crate::{Error, RgbImage, RgbMut, RgbRef};
 
@@ -70,6 +70,12 @@ pub struct LoaderConfig {
     /// Photometric steps on the workers, or drawn here and applied by the trainer on its
     /// device (each batch then carries them: [`Batch::photometric`]).
     pub photometric: Photometric,
+    /// JPEG rows: decode at 1/2, 1/4 or 1/8 scale (libjpeg-turbo's DCT scaling) when both of
+    /// the sample's crops still span at least a view's size at that scale — the crops are
+    /// drawn first, at the stored size, and mapped onto the smaller decode. Faster on rows
+    /// stored large; never happens with rows stored at short side 256 and 224² views (no crop
+    /// shrinks 2×). Not byte-identical to a full decode (the reference's path): off for that.
+    pub dct_scaled_decode: bool,
 }
 
 impl LoaderConfig {
@@ -93,6 +99,7 @@ impl LoaderConfig {
             on_bad_row: BadRowPolicy::Fail,
             name: "twoview-load".into(),
             photometric: Photometric::Here,
+            dct_scaled_decode: true,
         }
     }
 }
@@ -632,17 +639,44 @@ fn two_views_of(
     };
     let bad = |reason: String| Error::BadRow { row: where_(), reason };
     let src = match r.encoding {
-        Encoding::RawRgb => RgbRef::try_new(r.pixels, r.width as u32, r.height as u32)
-            .map_err(|e| bad(e.to_string()))?,
+        Encoding::RawRgb => Source::full(
+            RgbRef::try_new(r.pixels, r.width as u32, r.height as u32)
+                .map_err(|e| bad(e.to_string()))?,
+        ),
         Encoding::Jpeg => {
+            let full = (r.width as u32, r.height as u32);
+            let key = (cfg.seed, epoch, row);
+            // The smallest DCT scale both crops allow (they are the first draws of the views'
+            // streams, so drawing them here changes nothing of the views).
+            let eighths = if cfg.dct_scaled_decode {
+                augment::dct_scale_for(&augment::crops(recipe, full, key), (cfg.width, cfg.height))
+            } else {
+                8
+            };
+            let mut opts = DecodeOptions::default();
+            if eighths < 8 {
+                // The decoder picks the smallest scale that keeps these sides: this one.
+                let scaled = |d: u32| (u64::from(d) * u64::from(eighths)).div_ceil(8) as u32;
+                let (a, b) = (scaled(full.0), scaled(full.1));
+                opts.dct_scale_floor = Some((a.min(b), a.max(b)));
+            }
             // The previous row's allocation: same-sized rows decode without allocating.
             let reuse = w.decoded.take().map(RgbImage::into_vec).unwrap_or_default();
             let d = w
                 .decoder
-                .decode_into(r.pixels, r.key, &DecodeOptions::default(), reuse)
+                .decode_into(r.pixels, r.key, &opts, reuse)
                 .map_err(|e| bad(e.to_string()))?;
+            if d.full_size != full {
+                let (fw, fh) = d.full_size;
+                return Err(bad(format!(
+                    "the JPEG is {fw}x{fh}, the row says {}x{}",
+                    r.width, r.height
+                )));
+            }
+            let scale = d.scale_eighths;
             w.decoded = Some(d.image);
-            w.decoded.as_ref().expect("just set").view()
+            let image = w.decoded.as_ref().expect("just set").view();
+            Source::scaled(image, full, scale).map_err(|e| bad(e.to_string()))?
         }
     };
     let (a, b) = slot.split_at_mut(view_bytes);
@@ -650,7 +684,7 @@ fn two_views_of(
     let mut b = RgbMut::try_new(b, cfg.width, cfg.height)?;
     let logs = w
         .aug
-        .two_views_with(recipe, src, (cfg.seed, epoch, row), &mut a, &mut b, cfg.photometric)
+        .two_views_from(recipe, src, (cfg.seed, epoch, row), &mut a, &mut b, cfg.photometric)
         .map_err(|e| bad(e.to_string()))?;
     Ok((r.label, logs))
 }

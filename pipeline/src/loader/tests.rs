@@ -506,3 +506,38 @@ fn deferred_photometric_batches_carry_each_sample_s_draws_on_any_thread_count() 
         .unwrap();
     assert!(b.photometric.is_empty());
 }
+
+#[test]
+fn jpeg_rows_decode_dct_scaled_where_both_crops_allow_it_and_stay_close_to_a_full_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rows stored at short side 40, views of 8 px: a crop of 16+ px decodes at 1/2, 32+ at 1/4.
+    let set = shard_set(dir.path(), 30, StoreEncoding::Jpeg);
+    let c = |dct_scaled_decode, threads| LoaderConfig {
+        dct_scaled_decode,
+        threads,
+        prefetch: 2,
+        seed: 5,
+        end_epoch: Some(1),
+        // Crop, resize and flip only: the comparison is of the resampling.
+        photometric: Photometric::Deferred,
+        ..LoaderConfig::new(5, 8)
+    };
+    let full = collect(&set, c(false, 1));
+    let scaled = collect(&set, c(true, 1));
+    assert!(collect(&set, c(true, 2)) == scaled, "the same bytes on any thread count");
+    let (mut n, mut changed, mut sum, mut worst) = (0u64, 0u64, 0u64, 0u8);
+    for (f, s) in full.iter().zip(&scaled) {
+        assert_eq!((f.0, &f.1, &f.2), (s.0, &s.1, &s.2), "the same batches");
+        for (a, b) in f.3.iter().zip(&s.3) {
+            let d = a.abs_diff(*b);
+            (n, sum, worst) = (n + 1, sum + u64::from(d), worst.max(d));
+            changed += u64::from(d > 0);
+        }
+    }
+    let mean = sum as f64 / n as f64;
+    eprintln!(
+        "dct-scaled vs full decode: {changed} of {n} bytes differ, mean {mean:.3}, worst {worst}"
+    );
+    assert!(changed > 0, "no row was decoded scaled");
+    assert!(mean < 3.0, "mean difference {mean:.3} levels");
+}

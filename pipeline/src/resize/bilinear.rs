@@ -33,9 +33,20 @@ impl Axis {
     /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear filter, an
     /// `in_size` axis (box 0..in_size) to `out_size`.
     pub(crate) fn bilinear(in_size: usize, out_size: usize) -> Axis {
+        Axis::bilinear_box(in_size, (0.0, in_size as f32), out_size)
+    }
+
+    /// [`Axis::bilinear`] of the box `in0..in1` (Pillow's float `box`, in input pixels) of an
+    /// `in_size` axis: Pillow's `resize(size, BILINEAR, box)` along one axis. Taps stay inside
+    /// `0..in_size`.
+    pub(crate) fn bilinear_box(in_size: usize, (in0, in1): (f32, f32), out_size: usize) -> Axis {
         assert!(in_size > 0 && out_size > 0, "resize {in_size} -> {out_size}");
-        // Pillow: `(double)(in1 - in0) / outSize` with float in0 = 0, in1 = in_size.
-        let scale = f64::from(in_size as f32) / out_size as f64;
+        assert!(
+            0.0 <= in0 && in0 < in1 && in1 <= in_size as f32,
+            "box {in0}..{in1} of an axis of {in_size}"
+        );
+        // Pillow: `(in1 - in0) / outSize` in double, from the float box.
+        let scale = (f64::from(in1) - f64::from(in0)) / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = filterscale; // the bilinear filter's support is 1
         let ksize = support.ceil() as usize * 2 + 1;
@@ -44,7 +55,7 @@ impl Axis {
         let mut bounds = Vec::with_capacity(out_size);
         let mut w = vec![0f64; ksize];
         for (xx, kk) in k.chunks_exact_mut(ksize).enumerate() {
-            let center = (xx as f64 + 0.5) * scale;
+            let center = f64::from(in0) + (xx as f64 + 0.5) * scale;
             // C's (int) truncates toward zero, as `as` does in range.
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
@@ -112,6 +123,13 @@ fn taps_generic(src: &[u8], stride: usize, k: &[i32], out: &mut [u8]) {
 }
 simd::multiversion!(fn taps(src: &[u8], stride: usize, k: &[i32], out: &mut [u8]) = taps_generic;);
 
+/// The filters of a resize's two passes (`horizontal: None`: the rows are copied).
+#[derive(Clone, Copy)]
+struct Passes<'a> {
+    horizontal: Option<&'a Axis>,
+    vertical: &'a Axis,
+}
+
 /// A worker's bilinear resampler: scratch buffers and the coefficients of the sizes seen so far
 /// (a crop's side → a view's side; a few hundred distinct pairs in practice).
 #[derive(Default)]
@@ -150,34 +168,88 @@ impl Bilinear {
     ) {
         assert!(w > 0 && h > 0 && out_w > 0 && out_h > 0);
         assert!(stride >= w * 3 && src.len() >= (h - 1) * stride + w * 3);
-        assert_eq!(out.len(), out_w * out_h * 3);
         let vertical = self.axis(h, out_h);
-        let (first, rows) = vertical.span();
-        let out_stride = out_w * 3;
-        // The horizontal pass (Pillow skips it when the width does not change: the identity
-        // taps would copy — they still run to mirror), into `rows`: the vertical pass's input
-        // rows first..first + rows.
-        let (rows_src, rows_stride) = if w == out_w && !mirror {
-            (&src[first * stride..], stride)
-        } else {
-            let horizontal = self.axis(w, out_w);
-            let col = rows * 4;
-            self.columns.resize(w * col, 0);
-            rgb_rows_to_columns(&src[first * stride..], stride, w, rows, &mut self.columns);
-            self.filtered.resize(out_w * col, 0);
-            for (xx, dst) in self.filtered.chunks_exact_mut(col).enumerate() {
-                let (x0, k) = horizontal.taps(if mirror { out_w - 1 - xx } else { xx });
-                taps(&self.columns[x0 * col..], col, k, dst);
-            }
-            // The transpose back may write 4 bytes past a row's pixels.
-            let row_stride = out_stride + 4;
-            self.rows.resize(rows * row_stride, 0);
-            columns_to_rgb_rows(&self.filtered, out_w, rows, &mut self.rows, row_stride);
-            (&self.rows[..], row_stride)
+        // Pillow skips the horizontal pass when the width does not change (the identity taps
+        // would copy — they still run to mirror), and the vertical one when the height does not.
+        let horizontal = (w != out_w || mirror).then(|| self.axis(w, out_w));
+        let passes = Passes { horizontal: horizontal.as_deref(), vertical: &vertical };
+        self.run(src, stride, w, passes, h == out_h, (out_w, out_h), out, mirror);
+    }
+
+    /// [`Bilinear::resize`] of the float box `(x0, y0, x1, y1)` (in pixels, inside the `w`×`h`
+    /// image), as a crop to the whole pixels the box touches, then a resize of the box inside
+    /// it (Pillow's `resize(size, BILINEAR, box)` on that crop): the taps stop at the box's
+    /// pixels, as a crop's do. A box on whole pixels is exactly [`Bilinear::resize`] of that
+    /// crop; a fractional one is a crop drawn on a full-size image mapped onto a DCT-scaled
+    /// decode of it. Both passes always run.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn resize_box(
+        &mut self,
+        src: &[u8],
+        stride: usize,
+        (w, h): (usize, usize),
+        [x0, y0, x1, y1]: [f32; 4],
+        (out_w, out_h): (usize, usize),
+        out: &mut [u8],
+        mirror: bool,
+    ) {
+        assert!(w > 0 && h > 0 && out_w > 0 && out_h > 0);
+        assert!(stride >= w * 3 && src.len() >= (h - 1) * stride + w * 3);
+        // The whole pixels under the box, and the box relative to them (exact in f32: the
+        // box's corners less whole numbers at most 1 below them).
+        let cover = |a: f32, b: f32, n: usize| {
+            let (lo, hi) = (a.floor() as usize, (b.ceil() as usize).min(n));
+            (lo, hi - lo, (a - lo as f32, b - lo as f32))
         };
-        // Pillow skips the vertical pass too when the height does not change (the same size
-        // is a copy).
-        if h == out_h {
+        let (left, cw, xs) = cover(x0, x1, w);
+        let (top, ch, ys) = cover(y0, y1, h);
+        let horizontal = Axis::bilinear_box(cw, xs, out_w);
+        let vertical = Axis::bilinear_box(ch, ys, out_h);
+        let passes = Passes { horizontal: Some(&horizontal), vertical: &vertical };
+        let src = &src[top * stride + left * 3..];
+        self.run(src, stride, cw, passes, false, (out_w, out_h), out, mirror);
+    }
+
+    /// The two passes over `w` columns of `src` (rows `stride` apart): the horizontal one
+    /// unless `passes.horizontal` is `None` (the rows are copied), the vertical one unless
+    /// `copy_rows` (then the vertical filter is the identity and its rows are copied).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        src: &[u8],
+        stride: usize,
+        w: usize,
+        passes: Passes<'_>,
+        copy_rows: bool,
+        (out_w, out_h): (usize, usize),
+        out: &mut [u8],
+        mirror: bool,
+    ) {
+        assert_eq!(out.len(), out_w * out_h * 3);
+        let Passes { horizontal, vertical } = passes;
+        let (first, rows) = vertical.span();
+        assert!(stride >= w * 3 && src.len() >= (first + rows - 1) * stride + w * 3);
+        let out_stride = out_w * 3;
+        // The horizontal pass into `rows`: the vertical pass's input rows first..first + rows.
+        let (rows_src, rows_stride) = match horizontal {
+            None => (&src[first * stride..], stride),
+            Some(horizontal) => {
+                let col = rows * 4;
+                self.columns.resize(w * col, 0);
+                rgb_rows_to_columns(&src[first * stride..], stride, w, rows, &mut self.columns);
+                self.filtered.resize(out_w * col, 0);
+                for (xx, dst) in self.filtered.chunks_exact_mut(col).enumerate() {
+                    let (x0, k) = horizontal.taps(if mirror { out_w - 1 - xx } else { xx });
+                    taps(&self.columns[x0 * col..], col, k, dst);
+                }
+                // The transpose back may write 4 bytes past a row's pixels.
+                let row_stride = out_stride + 4;
+                self.rows.resize(rows * row_stride, 0);
+                columns_to_rgb_rows(&self.filtered, out_w, rows, &mut self.rows, row_stride);
+                (&self.rows[..], row_stride)
+            }
+        };
+        if copy_rows {
             for (y, o) in out.chunks_exact_mut(out_stride).enumerate() {
                 o.copy_from_slice(&rows_src[y * rows_stride..][..out_stride]);
             }

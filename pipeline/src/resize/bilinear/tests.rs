@@ -121,3 +121,52 @@ fn a_reused_resampler_gives_the_same_bytes() {
         assert!(got == want, "{w}x{h} -> {ow}x{oh}, mirrored {flip}");
     }
 }
+
+#[test]
+fn a_whole_pixel_box_resizes_as_the_crop_does_at_every_simd_level() {
+    let mut rng = Rng::from_seed(13);
+    let (w, h) = (120, 90);
+    let src = noise(w * h * 3, &mut rng);
+    // (left, top, width, height) of the box, and the output size: shrink, grow, one pixel.
+    for ((x, y, cw, ch), (ow, oh)) in [
+        ((0, 0, 120, 90), (50, 40)),
+        ((7, 11, 60, 33), (224, 224)),
+        ((100, 3, 20, 87), (9, 30)),
+        ((119, 89, 1, 1), (4, 4)),
+    ] {
+        let crop = &src[(y * w + x) * 3..];
+        let want = pillow_loops(crop, w * 3, (cw, ch), (ow, oh));
+        let mirrored = mirror(&want, ow);
+        let bx = [x as f32, y as f32, (x + cw) as f32, (y + ch) as f32];
+        simd::for_each_level(|level| {
+            let mut got = vec![0u8; ow * oh * 3];
+            Bilinear::default().resize_box(&src, w * 3, (w, h), bx, (ow, oh), &mut got, false);
+            assert!(got == want, "box {bx:?} -> {ow}x{oh} at {level:?}");
+            Bilinear::default().resize_box(&src, w * 3, (w, h), bx, (ow, oh), &mut got, true);
+            assert!(got == mirrored, "box {bx:?} -> {ow}x{oh} mirrored at {level:?}");
+        });
+    }
+}
+
+#[test]
+fn a_fractional_box_samples_the_image_where_it_lies() {
+    // A horizontal ramp (pixel x holds 2x, at its centre x + 0.5: the ramp is 2p - 1 at p): a
+    // box from 10.5 to 30.5 into 20 columns puts output column i's centre at 11 + i, where the
+    // ramp reads 21 + 2i (a box truncated to whole pixels reads 1 lower).
+    let (w, h) = (64, 8);
+    let src: Vec<u8> = (0..h).flat_map(|_| (0..w).flat_map(|x| [2 * x as u8; 3])).collect();
+    let mut got = vec![0u8; 20 * 4 * 3];
+    Bilinear::default().resize_box(
+        &src,
+        w * 3,
+        (w, h),
+        [10.5, 0.0, 30.5, 8.0],
+        (20, 4),
+        &mut got,
+        false,
+    );
+    for (i, px) in got.chunks_exact(3).take(20).enumerate() {
+        let want = 21.0 + 2.0 * i as f64;
+        assert!((f64::from(px[0]) - want).abs() <= 0.5, "column {i}: {} want {want}", px[0]);
+    }
+}
