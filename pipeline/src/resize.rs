@@ -154,16 +154,11 @@ impl Resizer {
             && u64::from(crop.left) + u64::from(crop.width) <= u64::from(w)
             && u64::from(crop.top) + u64::from(crop.height) <= u64::from(h);
         if !inside {
-            return Err(Error::Resize {
-                src_w: w,
-                src_h: h,
-                dst_w: dst.width(),
-                dst_h: dst.height(),
-                reason: format!(
-                    "the crop {}x{} at ({}, {}) is not inside the image",
-                    crop.width, crop.height, crop.left, crop.top
-                ),
-            });
+            let reason = format!(
+                "the crop {}x{} at ({}, {}) is not inside the image",
+                crop.width, crop.height, crop.left, crop.top
+            );
+            return Err(outside(src, dst, reason));
         }
         let stride = w as usize * 3;
         let offset = crop.top as usize * stride + crop.left as usize * 3;
@@ -200,13 +195,7 @@ impl Resizer {
             && y0 < y1
             && y1 <= h as f32;
         if !inside {
-            return Err(Error::Resize {
-                src_w: w,
-                src_h: h,
-                dst_w: dst.width(),
-                dst_h: dst.height(),
-                reason: format!("the box {bx:?} is not inside the image"),
-            });
+            return Err(outside(src, dst, format!("the box {bx:?} is not inside the image")));
         }
         let out_size = (dst.width() as usize, dst.height() as usize);
         let size = (w as usize, h as usize);
@@ -252,6 +241,17 @@ impl Resizer {
             return Ok(img);
         }
         self.resize(img.view(), w, h, filter)
+    }
+}
+
+/// The error of a crop or box that is not inside `src`.
+fn outside(src: RgbRef<'_>, dst: &RgbMut<'_>, reason: String) -> Error {
+    Error::Resize {
+        src_w: src.width(),
+        src_h: src.height(),
+        dst_w: dst.width(),
+        dst_h: dst.height(),
+        reason,
     }
 }
 
