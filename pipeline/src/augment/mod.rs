@@ -91,10 +91,9 @@ impl<'a> Source<'a> {
         full_size: (u32, u32),
         scale_eighths: u8,
     ) -> Result<Self, Error> {
-        let scaled = |d: u32| (u64::from(d) * u64::from(scale_eighths)).div_ceil(8);
-        let size = (u64::from(image.width()), u64::from(image.height()));
+        let scaled = |d: u32| crate::decode::dct_scaled(d, u32::from(scale_eighths));
         if !matches!(scale_eighths, 1 | 2 | 4 | 8)
-            || size != (scaled(full_size.0), scaled(full_size.1))
+            || (image.width(), image.height()) != (scaled(full_size.0), scaled(full_size.1))
         {
             return Err(Error::Resize {
                 src_w: image.width(),

@@ -135,8 +135,10 @@ impl Handle {
         if unsafe { tj::tj3SetScalingFactor(self.0.as_ptr(), sf) } != 0 {
             return Err(TjError { truncated: false, message: self.error() });
         }
-        let scaled = |d: u32| (d as u64 * num as u64).div_ceil(8) as u32;
-        let (w, h) = (scaled(header.width), scaled(header.height));
+        let (w, h) = (
+            super::dct_scaled(header.width, num as u32),
+            super::dct_scaled(header.height, num as u32),
+        );
         let (pf, bpp) = if cmyk { (tj::TJPF_TJPF_CMYK, 4) } else { (tj::TJPF_TJPF_RGB, 3) };
         out.clear();
         out.resize(w as usize * h as usize * bpp, 0);

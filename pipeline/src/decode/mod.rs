@@ -93,6 +93,11 @@ impl Default for DecodeOptions {
     }
 }
 
+/// A side of `side` pixels decoded at `eighths`/8 (libjpeg's DCT scaling rounds up).
+pub fn dct_scaled(side: u32, eighths: u32) -> u32 {
+    (u64::from(side) * u64::from(eighths)).div_ceil(8) as u32
+}
+
 /// A decoded image and what happened on the way.
 #[derive(Debug)]
 pub struct Decoded {
@@ -230,10 +235,7 @@ impl Decoder {
                 // SIMD and cost more than decoding at full size and resizing (docs/benchmarks.md).
                 [1u32, 2, 4, 8]
                     .into_iter()
-                    .find(|&n| {
-                        let s = |d: u32| (d as u64 * n as u64).div_ceil(8) as u32;
-                        s(short) >= short_min && s(long) >= long_min
-                    })
+                    .find(|&n| dct_scaled(short, n) >= short_min && dct_scaled(long, n) >= long_min)
                     .map(|n| n as i32)
                     .unwrap_or(8)
             }

@@ -656,7 +656,7 @@ fn two_views_of(
             let mut opts = DecodeOptions::default();
             if eighths < 8 {
                 // The decoder picks the smallest scale that keeps these sides: this one.
-                let scaled = |d: u32| (u64::from(d) * u64::from(eighths)).div_ceil(8) as u32;
+                let scaled = |d: u32| crate::decode::dct_scaled(d, u32::from(eighths));
                 let (a, b) = (scaled(full.0), scaled(full.1));
                 opts.dct_scale_floor = Some((a.min(b), a.max(b)));
             }
