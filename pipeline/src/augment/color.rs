@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::rng::Rng;
 use crate::{RgbMut, simd};
 
+mod chain;
+pub(crate) use chain::{ColorChain, ColorOp};
+
 /// PIL's `convert("L")`: ITU-R 601-2 luma in 16-bit fixed point, rounded.
 #[inline(always)]
 pub fn luma(r: u8, g: u8, b: u8) -> u8 {
@@ -336,8 +339,12 @@ simd::multiversion!(fn hue(data: &mut [u8], shift: u8) = hue_generic;);
 /// torchvision `adjust_hue` on PIL: to HSV, add `int32(factor * 255)` to H as a wrapping u8,
 /// back to RGB. `factor` in [-0.5, 0.5].
 pub fn adjust_hue(img: &mut RgbMut<'_>, factor: f32) {
-    let shift = ((f64::from(factor) * 255.0) as i32) as u8;
-    hue(img.data(), shift);
+    hue(img.data(), hue_shift(factor));
+}
+
+/// torchvision's shift of H for a hue factor: `int32(factor * 255)` as a wrapping byte.
+fn hue_shift(factor: f32) -> u8 {
+    ((f64::from(factor) * 255.0) as i32) as u8
 }
 
 /// The plain per-pixel transcription of [`adjust_hue`], for the equivalence test.
@@ -412,7 +419,34 @@ impl ColorJitter {
 
 impl JitterParams {
     /// Applies the drawn adjustments in their order.
+    ///
+    /// # Panics
+    ///
+    /// On a NaN or infinite factor.
     pub fn apply(&self, img: &mut RgbMut<'_>) {
+        let mut chain = ColorChain::new();
+        self.push_to(&mut chain, img);
+        chain.run(img);
+    }
+
+    /// The drawn adjustments in their order, onto `chain` (which runs them on `img` when full).
+    pub(crate) fn push_to(&self, chain: &mut ColorChain, img: &mut RgbMut<'_>) {
+        for op in self.order {
+            let op = match op {
+                0 => self.brightness.map(ColorOp::Brightness),
+                1 => self.contrast.map(ColorOp::Contrast),
+                2 => self.saturation.map(ColorOp::Saturation),
+                _ => self.hue.map(|f| ColorOp::Hue(hue_shift(f))),
+            };
+            if let Some(op) = op {
+                chain.push(op, img);
+            }
+        }
+    }
+
+    /// The drawn adjustments in their order, one op at a time (the chain's reference).
+    #[cfg(test)]
+    pub(crate) fn apply_one_by_one(&self, img: &mut RgbMut<'_>) {
         for op in self.order {
             match op {
                 0 => self.brightness.inspect(|&f| adjust_brightness(img, f)),

@@ -361,3 +361,56 @@ fn a_view_of_a_scaled_source_is_the_full_view_from_fewer_pixels() {
         }
     }
 }
+
+#[test]
+fn chained_photometric_steps_give_the_bytes_of_one_op_at_a_time() {
+    // A busy recipe: every pointwise op in many orders, contrast after other ops (two passes),
+    // chains cut by blurs, repeated jitters (more ops than the chain holds at once).
+    let jitter =
+        Op::ColorJitter(ColorJitter { brightness: 0.6, contrast: 0.6, saturation: 0.5, hue: 0.2 });
+    let blur = Op::GaussianBlur(GaussianBlur { sigma: (0.1, 2.0), method: BlurMethod::PilBox });
+    let steps = [
+        (0.9, jitter),
+        (0.5, Op::Grayscale),
+        (0.5, Op::Solarize { threshold: 128 }),
+        (0.3, blur),
+        (0.7, jitter),
+        (0.6, jitter),
+        (0.3, Op::Solarize { threshold: 40 }),
+        (0.5, Op::HorizontalFlip),
+    ];
+    let recipe = ViewRecipe {
+        crop: RandomResizedCrop::with_crop_min(0.08),
+        steps: steps.into_iter().map(|(p, op)| Step { p, op }).collect(),
+    };
+    let mut rng = Rng::from_seed(3);
+    let noise: Vec<u8> = (0..97 * 83 * 3).map(|_| (rng.next_u64() >> 56) as u8).collect();
+    let src = RgbImage::try_from_vec(noise, 97, 83).unwrap();
+    let mut aug = Augmenter::new();
+    let mut differs = 0;
+    crate::simd::for_each_level(|level| {
+        // 43 x 37: pixel counts that leave a partial last block.
+        for sample in 0..300 {
+            let key = StreamKey { seed: 1, epoch: 0, sample, view: 0 };
+            let mut got = RgbImage::new(43, 37);
+            let log = aug
+                .view(&recipe, src.view(), &mut Rng::for_stream(key), &mut got.view_mut())
+                .unwrap();
+            let mut want = RgbImage::new(43, 37);
+            let again = aug
+                .view_with(
+                    &recipe,
+                    src.view(),
+                    &mut Rng::for_stream(key),
+                    &mut want.view_mut(),
+                    Photometric::Deferred,
+                )
+                .unwrap();
+            assert_eq!(log, again);
+            differs += usize::from(want != got);
+            aug.photometric_one_by_one(&log.steps, &recipe, &mut want.view_mut());
+            assert!(got == want, "{level:?} sample {sample}: {:?}", log.steps);
+        }
+    });
+    assert!(differs > 250, "the photometric steps ran ({differs} changed views)");
+}

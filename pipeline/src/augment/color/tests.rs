@@ -105,3 +105,60 @@ fn each_half_of_the_hue_round_trip_equals_pil_on_every_input() {
         );
     }
 }
+
+/// `op` alone, through its public function.
+fn one_op(op: ColorOp, img: &mut RgbMut<'_>) {
+    match op {
+        ColorOp::Brightness(f) => adjust_brightness(img, f),
+        ColorOp::Contrast(f) => adjust_contrast(img, f),
+        ColorOp::Saturation(f) => adjust_saturation(img, f),
+        ColorOp::Hue(shift) => hue(img.data(), shift),
+        ColorOp::Grayscale => grayscale(img),
+        ColorOp::Solarize(t) => crate::augment::solarize(img, t),
+    }
+}
+
+#[test]
+fn a_chain_gives_the_bytes_of_its_ops_one_by_one_at_every_simd_level() {
+    let mut rng = Rng::from_seed(17);
+    // 31 x 33 pixels: 15 whole blocks and a partial one.
+    let (w, h) = (31, 33);
+    let noise: Vec<u8> = (0..w * h * 3).map(|_| (rng.next_u64() >> 56) as u8).collect();
+    let mut contrast_late = 0;
+    simd::for_each_level(|level| {
+        for trial in 0..400 {
+            let len = 1 + (rng.next_u64() % 12) as usize;
+            let ops: Vec<ColorOp> = (0..len)
+                .map(|_| {
+                    let f = rng.uniform(0.0, 2.5) as f32;
+                    match rng.next_u64() % 6 {
+                        0 => ColorOp::Brightness(f),
+                        1 => ColorOp::Contrast(f),
+                        2 => ColorOp::Saturation(f),
+                        3 => ColorOp::Hue((rng.next_u64() >> 56) as u8),
+                        4 => ColorOp::Grayscale,
+                        _ => ColorOp::Solarize((rng.next_u64() >> 56) as u8),
+                    }
+                })
+                .collect();
+            contrast_late +=
+                usize::from(ops[1..].iter().any(|o| matches!(o, ColorOp::Contrast(_))));
+            let mut want = noise.clone();
+            let mut got = noise.clone();
+            let mut chain = ColorChain::new();
+            {
+                let mut img = RgbMut::try_new(&mut got, w as u32, h as u32).unwrap();
+                for &op in &ops {
+                    chain.push(op, &mut img);
+                }
+                chain.run(&mut img);
+            }
+            let mut img = RgbMut::try_new(&mut want, w as u32, h as u32).unwrap();
+            for &op in &ops {
+                one_op(op, &mut img);
+            }
+            assert!(got == want, "{level:?} trial {trial}: {ops:?}");
+        }
+    });
+    assert!(contrast_late > 100, "contrast after other ops: {contrast_late} chains");
+}
