@@ -8,6 +8,7 @@ use crate::rng::Rng;
 use crate::{RgbMut, simd};
 
 mod chain;
+use chain::hue;
 pub(crate) use chain::{ColorChain, ColorOp};
 
 /// PIL's `convert("L")`: ITU-R 601-2 luma in 16-bit fixed point, rounded.
@@ -21,9 +22,16 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 /// public entry point checks it, [`finite_factor`]).
 #[inline(always)]
 fn blend(in1: f32, in2: f32, alpha: f32) -> u8 {
+    blend_whole(in1, in2, alpha) as u8
+}
+
+/// [`blend`]'s value as an `i32` in [0, 255] (the chain keeps it in f32 for the next op). `in1`
+/// and `in2` are whole numbers in [0, 255], `alpha` is finite.
+#[inline(always)]
+fn blend_whole(in1: f32, in2: f32, alpha: f32) -> i32 {
     // SAFETY: in1 and in2 are bytes (finite) and alpha is finite, so the blend is a number or
     // ±inf, never NaN (that needs inf · 0 or a NaN operand); the clamp brings it into [0, 255].
-    unsafe { simd::trunc_i32((in1 + alpha * (in2 - in1)).clamp(0.0, 255.0)) as u8 }
+    unsafe { simd::trunc_i32((in1 + alpha * (in2 - in1)).clamp(0.0, 255.0)) }
 }
 
 /// The blend factor of a public op, refused unless finite (a NaN would survive the clamp).
@@ -73,8 +81,12 @@ pub fn adjust_contrast(img: &mut RgbMut<'_>, factor: f32) {
     let data = img.data();
     let mut sum = 0;
     luma_sum(data, &mut sum);
-    let mean = (sum as f64 / (data.len() / 3) as f64 + 0.5) as u8;
-    blend_with_constant(data, f32::from(mean), factor);
+    blend_with_constant(data, f32::from(mean_luma(sum, data.len() / 3)), factor);
+}
+
+/// `ImageEnhance.Contrast`'s blend base: the mean of `pixels` lumas summing to `sum`, rounded.
+fn mean_luma(sum: u64, pixels: usize) -> u8 {
+    (sum as f64 / pixels as f64 + 0.5) as u8
 }
 
 #[inline(always)]
@@ -313,28 +325,6 @@ fn hue_block(r: &mut [f32; BLOCK], g: &mut [f32; BLOCK], b: &mut [f32; BLOCK], s
         (r[k], g[k], b[k]) = sector_to_rgb(hs[k], xs[k], ss[k], r[k]);
     }
 }
-
-#[inline(always)]
-fn hue_generic(data: &mut [u8], shift: u8) {
-    let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
-    for chunk in data.chunks_mut(3 * BLOCK) {
-        for (p, ((r, g), b)) in
-            chunk.chunks_exact(3).zip(r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()))
-        {
-            (*r, *g, *b) = (f32::from(p[0]), f32::from(p[1]), f32::from(p[2]));
-        }
-        // A partial last block computes on stale lanes; only its own pixels are written back.
-        hue_block(&mut r, &mut g, &mut b, i32::from(shift));
-        // SAFETY: hue_block leaves whole numbers in [0, 255] in every lane (stale lanes of a
-        // partial block hold values from the previous block or zeros, also in range).
-        let byte = |x: f32| unsafe { simd::trunc_i32(x) } as u8;
-        for (p, ((r, g), b)) in chunk.chunks_exact_mut(3).zip(r.iter().zip(g.iter()).zip(b.iter()))
-        {
-            p.copy_from_slice(&[byte(*r), byte(*g), byte(*b)]);
-        }
-    }
-}
-simd::multiversion!(fn hue(data: &mut [u8], shift: u8) = hue_generic;);
 
 /// torchvision `adjust_hue` on PIL: to HSV, add `int32(factor * 255)` to H as a wrapping u8,
 /// back to RGB. `factor` in [-0.5, 0.5].

@@ -94,8 +94,7 @@ impl ColorChain {
                         pass(data, &steps[..n], Some(&mut sum));
                         n = 0;
                     }
-                    let mean = (sum as f64 / pixels as f64 + 0.5) as u8;
-                    Step::Blend { base: f32::from(mean), factor }
+                    Step::Blend { base: f32::from(super::mean_luma(sum, pixels)), factor }
                 }
                 ColorOp::Saturation(f) => {
                     Step::Saturation(super::finite_factor("adjust_saturation", f))
@@ -108,6 +107,12 @@ impl ColorChain {
         }
         pass(data, &steps[..n], None);
     }
+}
+
+/// `adjust_hue`'s round trip on RGB bytes, H shifted by `shift` as a wrapping byte: a chain of
+/// that one step.
+pub(super) fn hue(data: &mut [u8], shift: u8) {
+    pass(data, &[Step::Hue(i32::from(shift))], None);
 }
 
 /// [`super::luma`] of whole-number channels in f32: the 16-bit fixed-point sum is below 2^24,
@@ -127,8 +132,7 @@ fn luma(r: f32, g: f32, b: f32) -> f32 {
 /// [`super::blend`], left as a whole-number f32.
 #[inline(always)]
 fn blend(in1: f32, in2: f32, alpha: f32) -> f32 {
-    // SAFETY: as super::blend: finite bytes and factor, clamped into [0, 255].
-    unsafe { simd::trunc_i32((in1 + alpha * (in2 - in1)).clamp(0.0, 255.0)) as f32 }
+    super::blend_whole(in1, in2, alpha) as f32
 }
 
 /// One block's planes through `steps`. Every lane holds a whole number in [0, 255] before and
